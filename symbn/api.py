@@ -1,0 +1,196 @@
+"""The pipeline in one place: layer spec → graph → chain rule → closed form → proof.
+
+>>> d = derive(LayerSpec())
+>>> d.closed["beta"]
+Sum(g(j), (j, 1, m))
+>>> prove(d).holds
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from symbn import symbols as S
+from symbn.batch import ConcreteBatch, Elem, SymbolicBatch, make_batch
+from symbn.closed import (
+    Normalized,
+    closed_form,
+    definitions,
+    instantiate,
+    limit_at_zero_spread,
+    normalized,
+    statistics_facts,
+)
+from symbn.derive import Step, backward
+from symbn.graph import Graph, build_graph
+from symbn.proof import Proof, prove_concrete, prove_symbolic
+from symbn.reductions import apply_facts
+from symbn.spec import LayerSpec
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Where a closed form holds, and what the gradient is where it does not."""
+
+    statement: str
+    explanation: str
+    limit: dict[str, sp.Expr] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """Everything symbn derives for one layer variant and batch size.
+
+    Attributes
+    ----------
+    spec, m
+        The layer variant; ``m`` is ``None`` for a symbolic batch size.
+    graph
+        The forward graph.
+    steps
+        The chain-rule steps, in the order they are taken (∂L/∂y first).
+    reduced_steps
+        Each step after the reduction algebra (symbolic m; e.g. the second term of ∂L/∂μ
+        vanishes because Σ(x_j − μ) = 0). Empty for concrete m.
+    raw
+        The raw gradients: the chain rule's result, nothing simplified.
+    closed
+        The compact closed forms, written in x̂, r (and σ) of :attr:`definitions`.
+        With concrete m, one expression per element (``xhat_k`` stands for x̂ of element k).
+    closed_symbolic
+        The symbolic-m closed forms (the concrete ones are these, instantiated).
+    definitions
+        What the abbreviations in the closed forms stand for.
+    conditions
+        Where the closed forms hold.
+
+    """
+
+    spec: LayerSpec
+    m: int | None
+    graph: Graph
+    steps: tuple[Step, ...]
+    reduced_steps: dict[str, sp.Expr]
+    raw: dict[str, Elem]
+    closed: dict[str, Elem]
+    closed_symbolic: dict[str, sp.Expr]
+    definitions: dict[str, sp.Expr]
+    conditions: tuple[Condition, ...]
+    form: Normalized
+
+    @property
+    def wrt(self) -> tuple[str, ...]:
+        """The names the gradients are taken with respect to."""
+        return self.graph.wrt
+
+
+@dataclass(frozen=True)
+class ProofReport:
+    """The outcome of :func:`prove`: every claim and whether it holds."""
+
+    proofs: tuple[Proof, ...]
+
+    @property
+    def holds(self) -> bool:
+        """True when every claim was shown."""
+        return all(p.holds for p in self.proofs)
+
+
+def derive(spec: LayerSpec | None = None, m: int | None = None) -> Derivation:
+    """Derive the gradients of a normalization layer.
+
+    Parameters
+    ----------
+    spec
+        The layer and variant (default: batch norm, ε inside the root, biased variance,
+        affine, training mode).
+    m
+        A concrete batch size (explicit elements x_0 … x_{m-1}), or ``None`` for a symbolic m.
+
+    Raises
+    ------
+    OptionError
+        For an m that is not a whole number ≥ 1, or m = 1 with unbiased variance.
+
+    """
+    spec = spec or LayerSpec()
+    spec.check_batch_size(m)
+    graph = build_graph(spec)
+    symbolic = backward(graph, SymbolicBatch())
+    form = normalized(graph, symbolic.forward)
+    facts_xhat = statistics_facts(graph, form)
+    facts_x = statistics_facts(graph, None)
+    closed_sym = {w: closed_form(symbolic.raw[w], graph, form, facts_xhat) for w in graph.wrt}
+    if m is None:
+        steps, raw, closed = symbolic.steps, symbolic.raw, dict(closed_sym)
+        reduced = {s.name: _reduce_step(s.expr, facts_x) for s in steps}
+    else:
+        concrete = backward(graph, make_batch(m))
+        steps, raw, reduced = concrete.steps, concrete.raw, {}
+        closed = {w: _instantiate(closed_sym[w], graph, m) for w in graph.wrt}
+    return Derivation(
+        spec=spec, m=m, graph=graph, steps=steps, reduced_steps=reduced, raw=raw,
+        closed=closed, closed_symbolic=closed_sym,
+        definitions={str(k): v for k, v in definitions(form).items()},
+        conditions=_conditions(spec, graph, closed_sym), form=form,
+    )
+
+
+def _reduce_step(expr: Elem, facts: dict[sp.Sum, sp.Expr]) -> sp.Expr:
+    assert isinstance(expr, sp.Expr)
+    return sp.factor_terms(apply_facts(expr, facts))
+
+
+def _instantiate(expr: sp.Expr, graph: Graph, m: int) -> Elem:
+    if graph.is_elementwise("x") and expr.has(S.i):
+        return tuple(instantiate(expr, m, k) for k in range(m))
+    return instantiate(expr, m, 0)
+
+
+def _conditions(spec: LayerSpec, graph: Graph, closed: dict[str, sp.Expr]
+                ) -> tuple[Condition, ...]:
+    if spec.eps_placement == "sqrt":
+        return (Condition(
+            "var + eps > 0",
+            "Always true (eps > 0): the closed forms hold for every input, a constant "
+            "batch included.",
+        ),)
+    if not spec.uses_batch_statistics:
+        return (Condition("sigma + eps > 0", "Always true (eps > 0, sigma = sqrt(running_var))."),)
+    limit = {"x": limit_at_zero_spread(closed["x"], graph)}
+    return (Condition(
+        "sigma > 0",
+        "With eps outside the root, x̂ = (x − μ)/(σ + ε) and σ = √σ²: the chain rule goes "
+        "through d√σ²/dσ² = 1/(2σ), so the closed form for dL/dx divides by σ and reads 0/0 at "
+        "a constant batch (σ = 0, which includes m = 1). The layer is still differentiable "
+        "there — (x − μ)·σ is O(|x − μ|²) — and the gradient is the limit σ → 0⁺ given here "
+        "(for m = 1 it is 0, since x̂ ≡ 0). Generated code must use it instead of evaluating "
+        "the closed form. With eps inside the root (the standard placement) nothing of this "
+        "arises: √(σ² + ε) is smooth for ε > 0.",
+        limit,
+    ),)
+
+
+def prove(derivation: Derivation) -> ProofReport:
+    """Prove each closed form equal to the raw derivative.
+
+    With symbolic m, the closed form minus the raw chain-rule result reduces to exactly 0 under
+    the reduction algebra; with concrete m, additionally the symbolic-m closed form,
+    instantiated at m, equals the explicit derivative element by element.
+    """
+    d = derivation
+    graph, form = d.graph, d.form
+    facts_x = statistics_facts(graph, None)
+    symbolic_raw = d.raw if d.m is None else backward(graph, SymbolicBatch()).raw
+    proofs = []
+    for w in d.wrt:
+        raw_w = symbolic_raw[w]
+        assert isinstance(raw_w, sp.Expr)
+        proofs.append(prove_symbolic(w, d.closed_symbolic[w], raw_w, graph, form, facts_x))
+        if d.m is not None:
+            proofs.append(prove_concrete(w, d.closed_symbolic[w], d.raw[w], graph, form,
+                                         ConcreteBatch(d.m)))
+    return ProofReport(tuple(proofs))

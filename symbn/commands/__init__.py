@@ -1,0 +1,1 @@
+"""The subcommands of ``symbn``: one module each, with ``add_parser`` and ``run``."""

@@ -1,0 +1,47 @@
+"""Options shared by every subcommand that takes a layer and its variant."""
+
+from __future__ import annotations
+
+import argparse
+
+from symbn.spec import EPS_PLACEMENTS, LAYERS, MODES, VARIANCES, LayerSpec
+
+
+def add_layer_arguments(parser: argparse.ArgumentParser) -> None:
+    """The positional layer and the variant flags (``--eps-placement`` …)."""
+    parser.add_argument("layer", help=f"the normalization layer: {', '.join(LAYERS)}")
+    add_variant_flags(parser)
+
+
+def add_variant_flags(parser: argparse.ArgumentParser) -> None:
+    """``--eps-placement``, ``--variance``, ``--no-affine``, ``--mode``."""
+    group = parser.add_argument_group("variant")
+    group.add_argument(
+        "--eps-placement", default="sqrt", metavar="{sqrt,std}",
+        help="where eps goes: 'sqrt' (default) (x-mu)/sqrt(var+eps), as in Ioffe & Szegedy and "
+             "every framework; 'std' (x-mu)/(sqrt(var)+eps), as some lecture notes write it")
+    group.add_argument(
+        "--variance", default="biased", metavar="{biased,unbiased}",
+        help="divide the sum of squares by m ('biased', default) or by m-1 ('unbiased')")
+    group.add_argument(
+        "--no-affine", dest="affine", action="store_false",
+        help="no learned gamma and beta: y = xhat (default: y = gamma*xhat + beta)")
+    group.add_argument(
+        "--mode", default="train", metavar="{train,eval}",
+        help="'train' (default): batch statistics, which depend on x; 'eval': running mean and "
+             "variance are inputs, constants for the gradient")
+
+
+def spec_from_args(args: argparse.Namespace, layer: str | None = None) -> LayerSpec:
+    """The validated :class:`LayerSpec` the arguments describe (raises OptionError)."""
+    return LayerSpec(
+        layer=layer if layer is not None else args.layer,
+        eps_placement=args.eps_placement,
+        variance=args.variance,
+        affine=args.affine,
+        mode=args.mode,
+    )
+
+
+__all__ = ["EPS_PLACEMENTS", "MODES", "VARIANCES", "add_layer_arguments", "add_variant_flags",
+           "spec_from_args"]

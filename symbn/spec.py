@@ -1,0 +1,119 @@
+"""Layer specifications: which normalization layer, which variant; validated once.
+
+Everything downstream (graph, derivation, printers) trusts a :class:`LayerSpec`: the checks
+live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from symbn.errors import OptionError
+
+LAYERS: tuple[str, ...] = ("batchnorm",)
+EPS_PLACEMENTS: tuple[str, ...] = ("sqrt", "std")
+VARIANCES: tuple[str, ...] = ("biased", "unbiased")
+MODES: tuple[str, ...] = ("train", "eval")
+
+EpsPlacement = Literal["sqrt", "std"]
+Variance = Literal["biased", "unbiased"]
+Mode = Literal["train", "eval"]
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """A normalization layer and its variant.
+
+    Parameters
+    ----------
+    layer
+        The layer: ``"batchnorm"``.
+    eps_placement
+        ``"sqrt"`` (default): ``x̂ = (x − μ)/√(σ² + ε)``, as in Ioffe & Szegedy and every major
+        framework. ``"std"``: ``x̂ = (x − μ)/(σ + ε)`` with ``σ = √σ²``, as some lecture notes
+        write it.
+    variance
+        ``"biased"`` (default) divides the sum of squares by m, ``"unbiased"`` by m − 1.
+    affine
+        With ``True`` (default), ``y = γ·x̂ + β`` with learned γ and β; with ``False``, ``y = x̂``.
+    mode
+        ``"train"`` (default) normalizes with the batch statistics, which depend on x;
+        ``"eval"`` with running mean and variance, which are inputs (constants for the gradient).
+
+    Examples
+    --------
+    >>> LayerSpec(eps_placement="std").describe()
+    'batchnorm, eps_placement=std, variance=biased, affine, mode=train'
+    >>> LayerSpec(variance="sample")
+    Traceback (most recent call last):
+    ...
+    symbn.errors.OptionError: variance='sample' is not allowed; choose one of: 'biased', 'unbiased'
+
+    """
+
+    layer: str = "batchnorm"
+    eps_placement: EpsPlacement = "sqrt"
+    variance: Variance = "biased"
+    affine: bool = True
+    mode: Mode = "train"
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("layer", self.layer, LAYERS),
+            ("eps_placement", self.eps_placement, EPS_PLACEMENTS),
+            ("variance", self.variance, VARIANCES),
+            ("mode", self.mode, MODES),
+        ):
+            if value not in allowed:
+                raise OptionError.bad_value(name, value, allowed)
+        if not isinstance(self.affine, bool):
+            raise OptionError.bad_value("affine", self.affine, [True, False])
+
+    @property
+    def uses_batch_statistics(self) -> bool:
+        """True in training mode, where μ and σ² are computed from the batch."""
+        return self.mode == "train"
+
+    def describe(self) -> str:
+        """One line naming the layer and every option."""
+        affine = "affine" if self.affine else "no affine"
+        return (
+            f"{self.layer}, eps_placement={self.eps_placement}, variance={self.variance}, "
+            f"{affine}, mode={self.mode}"
+        )
+
+    def check_batch_size(self, m: int | None) -> None:
+        """Reject a batch size this variant cannot use (``None`` means symbolic m).
+
+        >>> LayerSpec(variance="unbiased").check_batch_size(1)
+        Traceback (most recent call last):
+        ...
+        symbn.errors.OptionError: m=1 is not allowed; unbiased variance divides by m - 1 = 0: use m >= 2 or variance='biased'
+        """
+        if m is None:
+            return
+        if isinstance(m, bool) or not isinstance(m, int):
+            raise OptionError.bad_value("m", m, "the batch size must be a whole number >= 1")
+        if m < 1:
+            raise OptionError.bad_value("m", m, "the batch size must be a whole number >= 1")
+        if m == 1 and self.variance == "unbiased" and self.uses_batch_statistics:
+            raise OptionError.bad_value(
+                "m", m,
+                "unbiased variance divides by m - 1 = 0: use m >= 2 or variance='biased'",
+            )
+
+
+def all_variants(layer: str = "batchnorm") -> tuple[LayerSpec, ...]:
+    """Every combination of options for a layer, default variant first.
+
+    >>> len(all_variants())
+    16
+    """
+    return tuple(
+        LayerSpec(layer, eps, var, affine, mode)
+        for mode in ("train", "eval")
+        for eps in EPS_PLACEMENTS
+        for var in VARIANCES
+        for affine in (True, False)
+    )
