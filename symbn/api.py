@@ -86,6 +86,12 @@ class Derivation:
         """The names the gradients are taken with respect to."""
         return self.graph.wrt
 
+    def _repr_latex_(self) -> str:
+        """The derivation as LaTeX, for Jupyter."""
+        from symbn.document import repr_latex  # the printers come after the pipeline
+
+        return repr_latex(self)
+
 
 @dataclass(frozen=True)
 class ProofReport:

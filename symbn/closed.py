@@ -135,7 +135,7 @@ def instantiate(expr: sp.Expr, m: int, index: int) -> sp.Expr:
     -g_0 + 2*g_1 - g_2
     """
     def explicit(s: sp.Sum) -> sp.Expr:
-        (k, low, high), = s.limits
+        (k, _, _), = s.limits
         return sp.Add(*(s.function.xreplace({k: n}) for n in range(1, m + 1)))
 
     out = expr.xreplace({S.m: sp.Integer(m)}).replace(lambda e: isinstance(e, sp.Sum), explicit)

@@ -113,7 +113,7 @@ def backward(graph: Graph, batch: Batch) -> Backward:
                 # ∂L/∂σ² · Σ −2(x_j − μ)/m; an elementwise one goes inside it.
                 local = _scaled(batch, partial, batch.fix(node.scale))
                 if graph.is_elementwise(name):
-                    expr = batch.map(lambda p: adjoint * p, local)
+                    expr = batch.map(lambda a, p: a * p, adjoint, local)
                 else:
                     expr = adjoint * batch.total(local)
             else:

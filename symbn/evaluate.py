@@ -57,7 +57,8 @@ def _eval(e: sp.Basic, data: dict[str, list[Any]], env: dict[str, Any],
             mpmath.mpf(str(e))
     if isinstance(e, sp.Symbol):
         if e.name not in env:
-            raise OptionError.bad_value("scalars", sorted(env), f"a value for {e.name!r} is missing")
+            raise OptionError.bad_value("scalars", sorted(env),
+                                        f"a value for {e.name!r} is missing")
         return env[e.name]
     if isinstance(e, sp.core.function.AppliedUndef):
         (arg,) = e.args

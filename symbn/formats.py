@@ -32,6 +32,13 @@ def _elements(d: Derivation, name: str, values: Elem) -> Iterable[tuple[str, sp.
     return [(name + (f"({index})" if index else ""), items[0])]
 
 
+def _sum_vanished(d: Derivation, name: str, expr: Elem) -> bool:
+    """Whether the reduction algebra removed a sum from a step (e.g. the 2nd term of dL/dmu)."""
+    if name not in d.reduced_steps or not isinstance(expr, sp.Expr):
+        return False
+    return len(d.reduced_steps[name].atoms(sp.Sum)) < len(expr.atoms(sp.Sum))
+
+
 def _pretty(expr: sp.Expr) -> str:
     return sp.pretty(expr, use_unicode=True, wrap_line=False)
 
@@ -55,8 +62,8 @@ def to_text(d: Derivation, proof: ProofReport | None = None) -> str:
         for label, expr in _elements(d, step.name, step.expr):
             lines.append(f"  {_label(label, '')} =")
             lines += ["    " + row for row in _pretty(expr).splitlines()]
-        if step.name in d.reduced_steps and d.reduced_steps[step.name] != step.expr:
-            lines.append("    which the reduction algebra (Sum_j (x(j) - mu) = 0, ...) makes")
+        if _sum_vanished(d, step.name, step.expr):
+            lines.append("    where a sum vanishes (Sum_j (x(j) - mu) = 0), leaving")
             lines += ["    " + row for row in _pretty(d.reduced_steps[step.name]).splitlines()]
     lines += ["", "Closed forms:"]
     for name in d.wrt:

@@ -8,7 +8,7 @@ runs on every layer and both batch representations.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sympy as sp
 
@@ -27,7 +27,7 @@ class Node:
     name: str
     expr: sp.Expr
     reduction: bool = False
-    scale: sp.Expr = sp.Integer(1)
+    scale: sp.Expr = field(default_factory=lambda: sp.Integer(1))
     note: str = ""
 
     @property

@@ -106,11 +106,12 @@ def rationalize(expr: sp.Expr) -> sp.Expr:
     >>> sp.cancel(e)
     0
     """
-    for base in sorted({p.base for p in expr.atoms(sp.Pow)
-                        if p.exp.is_Rational and not p.exp.is_Integer},
-                       key=sp.default_sort_key):
-        q = sp.ilcm(*[p.exp.q for p in expr.atoms(sp.Pow) if p.base == base
-                     and p.exp.is_Rational])
+    def radicals(e: sp.Expr) -> list[sp.Pow]:
+        return [p for p in e.atoms(sp.Pow) if p.exp.is_Rational and not p.exp.is_Integer]
+
+    while roots := radicals(expr):
+        base = min((p.base for p in roots), key=sp.default_sort_key)
+        q = sp.ilcm(1, 1, *[p.exp.q for p in roots if p.base == base])
         t = sp.Dummy("t", positive=True)
         expr = expr.replace(
             lambda e, b=base: isinstance(e, sp.Pow) and e.base == b and e.exp.is_Rational,
@@ -118,10 +119,10 @@ def rationalize(expr: sp.Expr) -> sp.Expr:
         )
         linear = [s for s in sorted(base.free_symbols, key=sp.default_sort_key)
                   if sp.degree(base, s) == 1]
-        if linear:
-            s = linear[0]
-            (solution,) = sp.solve(sp.Eq(base, t**q), s)
-            expr = expr.xreplace({s: solution})
+        if not linear:
+            continue
+        (solution,) = sp.solve(sp.Eq(base, t**q), linear[0])
+        expr = expr.xreplace({linear[0]: solution})
     return expr
 
 

@@ -61,7 +61,7 @@ def placeholder(name: str) -> sp.Symbol:
 
 def element_function(name: str) -> sp.FunctionClass:
     """The undefined function whose value at an index is one element: ``x`` in ``x(i)``."""
-    return sp.Function(name, real=True)
+    return sp.Function(name)
 
 
 def adjoint_name(name: str) -> str:

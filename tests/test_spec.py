@@ -1,0 +1,38 @@
+"""Layer specifications: validation names the bad value and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+
+from symbn.errors import OptionError
+from symbn.spec import LayerSpec, all_variants
+
+
+@pytest.mark.parametrize(("field", "value", "allowed"), [
+    ("layer", "layernorm", "'batchnorm'"),
+    ("eps_placement", "inside", "'sqrt', 'std'"),
+    ("variance", "sample", "'biased', 'unbiased'"),
+    ("mode", "inference", "'train', 'eval'"),
+    ("affine", "yes", "True, False"),
+])
+def test_bad_option_names_value_and_choices(field: str, value: object, allowed: str) -> None:
+    """Each bad option raises OptionError (a ValueError) naming the value and the choices."""
+    with pytest.raises(OptionError) as info:
+        LayerSpec(**{field: value})  # type: ignore[arg-type]
+    message = str(info.value)
+    assert f"{field}={value!r}" in message and allowed in message
+    assert isinstance(info.value, ValueError)
+
+
+def test_unbiased_needs_two_elements_in_training_only() -> None:
+    """m = 1 with unbiased variance is refused in train mode, allowed in eval mode."""
+    with pytest.raises(OptionError, match="m - 1 = 0"):
+        LayerSpec(variance="unbiased").check_batch_size(1)
+    LayerSpec(variance="unbiased", mode="eval").check_batch_size(1)
+
+
+def test_all_variants_are_distinct_and_complete() -> None:
+    """16 distinct variants, the default first."""
+    variants = all_variants()
+    assert len(set(variants)) == 16
+    assert variants[0] == LayerSpec()
