@@ -136,7 +136,7 @@ def derive(spec: LayerSpec | None = None, m: int | None = None) -> Derivation:
     else:
         concrete = backward(graph, make_batch(m))
         steps, raw, reduced = concrete.steps, concrete.raw, {}
-        closed = {w: _instantiate(closed_sym[w], graph, m) for w in graph.wrt}
+        closed = {w: _instantiate(closed_sym[w], graph, m, facts_xhat) for w in graph.wrt}
     return Derivation(
         spec=spec, m=m, graph=graph, steps=steps, reduced_steps=reduced, raw=raw,
         closed=closed, closed_symbolic=closed_sym,
@@ -150,10 +150,20 @@ def _reduce_step(expr: Elem, facts: dict[sp.Sum, sp.Expr]) -> sp.Expr:
     return sp.factor_terms(apply_facts(expr, facts))
 
 
-def _instantiate(expr: sp.Expr, graph: Graph, m: int) -> Elem:
+def _instantiate(expr: sp.Expr, graph: Graph, m: int, facts: dict[sp.Sum, sp.Expr]) -> Elem:
+    """The symbolic closed form at m; with one element, Σ x̂ = 0 means x̂_0 = 0."""
+    known: dict[sp.Basic, sp.Expr] = {}
+    total = sp.Sum(S.element_function(graph.normalized)(S.j), (S.j, 1, S.m))
+    if m == 1 and facts.get(total) == 0:
+        known[sp.Symbol(f"{graph.normalized}_0", real=True)] = sp.Integer(0)
+
+    def at(k: int) -> sp.Expr:
+        value = instantiate(expr, m, k)
+        return sp.factor(value.xreplace(known)) if known else value
+
     if graph.is_elementwise("x") and expr.has(S.i):
-        return tuple(instantiate(expr, m, k) for k in range(m))
-    return instantiate(expr, m, 0)
+        return tuple(at(k) for k in range(m))
+    return at(0)
 
 
 def _conditions(spec: LayerSpec, graph: Graph, closed: dict[str, sp.Expr]

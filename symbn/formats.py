@@ -16,6 +16,7 @@ import sympy as sp
 from symbn import symbols as S
 from symbn.api import Derivation, ProofReport
 from symbn.batch import Elem, as_tuple
+from symbn.graph import Node
 from symbn.latexprint import latex, name_latex
 
 
@@ -48,10 +49,28 @@ def _header(d: Derivation) -> list[str]:
     lines = [f"Layer: {d.spec.describe()}", f"Batch size: {size}", "",
              "Forward graph (sums run over the batch, j = 1..m):"]
     for node in d.graph.nodes:
-        body = node.expr
-        value = (f"{node.scale} * Sum_j[{body}]" if node.reduction else str(body))
-        lines.append(f"  {node.name:5s} = {value}    ({node.note})")
+        lines.append(f"  {node.name:5s} = {_node_value(d, node)}    ({node.note})")
     return lines
+
+
+def _node_value(d: Derivation, node: Node) -> str:
+    """A node's definition with elements written x(i) and sums Sum(..., (j, 1, m))."""
+    names = [n for n in node.inputs if d.graph.is_elementwise(n)]
+    index = S.j if node.reduction else S.i
+    body = node.expr.xreplace({S.placeholder(n): S.element_function(n)(index) for n in names})
+    if node.reduction:
+        body = node.scale * sp.Sum(body, (S.j, 1, S.m))
+    return str(body) + (f", m = {d.m}" if d.m is not None and node.reduction else "")
+
+
+def _normalized_definition(d: Derivation) -> str:
+    """x̂ written with the abbreviation r: ``xhat(i) = (x(i) - mu)*r``."""
+    x_i = S.element_function("x")(S.i)
+    center = -d.form.value.xreplace({x_i: 0}) / d.form.scale
+    if d.m is None:
+        return f"xhat(i) = {(x_i - sp.simplify(center)) * S.r}"
+    x_k = sp.Symbol("x_k", real=True)
+    return f"xhat_k = {(x_k - sp.simplify(center)) * S.r}, for k = 0..{d.m - 1}"
 
 
 def to_text(d: Derivation, proof: ProofReport | None = None) -> str:
@@ -73,8 +92,7 @@ def to_text(d: Derivation, proof: ProofReport | None = None) -> str:
     lines += ["", "where:"]
     for name, value in d.definitions.items():
         lines.append(f"  {name} = {value}")
-    lines.append(f"  xhat = {d.form.value}" if d.m is None else
-                 "  xhat_k = (x_k - center) * r for each element k")
+    lines.append("  " + _normalized_definition(d))
     lines += ["", "Conditions:"]
     for c in d.conditions:
         lines.append(f"  {c.statement}: {c.explanation}")

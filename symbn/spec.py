@@ -12,13 +12,14 @@ from typing import Literal
 from symbn.errors import OptionError
 
 LAYERS: tuple[str, ...] = ("batchnorm",)
-EPS_PLACEMENTS: tuple[str, ...] = ("sqrt", "std")
-VARIANCES: tuple[str, ...] = ("biased", "unbiased")
-MODES: tuple[str, ...] = ("train", "eval")
-
 EpsPlacement = Literal["sqrt", "std"]
 Variance = Literal["biased", "unbiased"]
 Mode = Literal["train", "eval"]
+
+EPS_PLACEMENTS: tuple[EpsPlacement, ...] = ("sqrt", "std")
+VARIANCES: tuple[Variance, ...] = ("biased", "unbiased")
+MODES: tuple[Mode, ...] = ("train", "eval")
+MAX_EXPLICIT_M = 64
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,12 @@ class LayerSpec:
             raise OptionError.bad_value("m", m, "the batch size must be a whole number >= 1")
         if m < 1:
             raise OptionError.bad_value("m", m, "the batch size must be a whole number >= 1")
+        if m > MAX_EXPLICIT_M:
+            raise OptionError.bad_value(
+                "m", m,
+                f"explicit elements are for m <= {MAX_EXPLICIT_M} (the derivation and its proof "
+                "grow like m^2); leave m out for the symbolic form, valid for every batch size",
+            )
         if m == 1 and self.variance == "unbiased" and self.uses_batch_statistics:
             raise OptionError.bad_value(
                 "m", m,
@@ -112,7 +119,7 @@ def all_variants(layer: str = "batchnorm") -> tuple[LayerSpec, ...]:
     """
     return tuple(
         LayerSpec(layer, eps, var, affine, mode)
-        for mode in ("train", "eval")
+        for mode in MODES
         for eps in EPS_PLACEMENTS
         for var in VARIANCES
         for affine in (True, False)

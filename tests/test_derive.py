@@ -78,7 +78,7 @@ def test_closed_form_matches_naive_expansion(spec: LayerSpec) -> None:
 
 @pytest.mark.parametrize("spec", [s for s in VARIANTS if s.mode == "train"], ids=_ids)
 def test_batch_of_one_has_zero_input_gradient(spec: LayerSpec) -> None:
-    """With m = 1, x̂ ≡ 0, so dL/dx is exactly 0 (raw chain rule, simplified)."""
+    """With m = 1, x̂ ≡ 0, so dL/dx is exactly 0 (raw chain rule and closed form)."""
     if spec.variance == "unbiased":
         with pytest.raises(symbn.OptionError, match="m - 1 = 0"):
             symbn.derive(spec, 1)
@@ -87,6 +87,7 @@ def test_batch_of_one_has_zero_input_gradient(spec: LayerSpec) -> None:
     (raw,) = d.raw["x"]
     assert sp.simplify(raw.xreplace({S.mu: sp.Symbol("x_0", real=True)})) == 0
     assert sp.simplify(raw) == 0
+    assert d.closed["x"] == (0,)
 
 
 @pytest.mark.parametrize("spec", [s for s in VARIANTS if s.mode == "eval"], ids=_ids)

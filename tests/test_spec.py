@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from symbn.errors import OptionError
-from symbn.spec import LayerSpec, all_variants
+from symbn.spec import MAX_EXPLICIT_M, LayerSpec, all_variants
 
 
 @pytest.mark.parametrize(("field", "value", "allowed"), [
@@ -29,6 +29,13 @@ def test_unbiased_needs_two_elements_in_training_only() -> None:
     with pytest.raises(OptionError, match="m - 1 = 0"):
         LayerSpec(variance="unbiased").check_batch_size(1)
     LayerSpec(variance="unbiased", mode="eval").check_batch_size(1)
+
+
+def test_explicit_batch_sizes_are_capped() -> None:
+    """A concrete m beyond the explicit-element limit is refused with advice to use symbolic m."""
+    with pytest.raises(OptionError, match="leave m out"):
+        LayerSpec().check_batch_size(MAX_EXPLICIT_M + 1)
+    LayerSpec().check_batch_size(MAX_EXPLICIT_M)
 
 
 def test_all_variants_are_distinct_and_complete() -> None:
