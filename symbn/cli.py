@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from symbn import __version__
-from symbn.commands import derive
+from symbn.commands import codegen, derive, latex, render
 from symbn.errors import SymbnError
 
-COMMANDS = (derive,)
+COMMANDS = (derive, codegen, latex, render)
 
 
 class _Parser(argparse.ArgumentParser):

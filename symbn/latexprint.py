@@ -1,55 +1,88 @@
-"""LaTeX for symbn's expressions, as a person writes them.
+r"""LaTeX for symbn's expressions, as a person writes them.
 
-``x(i)`` prints as :math:`x_i`, ``xhat(i)`` as :math:`\\hat{x}_i`, ``dL_dxhat(j)`` as
-:math:`\\frac{\\partial L}{\\partial \\hat{x}_j}`, ``mu`` as :math:`\\mu_B`, ``var`` as
-:math:`\\sigma_B^2`; sums keep SymPy's :math:`\\sum_{j=1}^{m}`.
+``x(i)`` prints as :math:`x_i`, ``xhat(i)`` as :math:`\hat{x}_i`, ``dL_dxhat(j)`` as
+:math:`\frac{\partial \ell}{\partial \hat{x}_j}`, ``mu`` as :math:`\mu_B`, ``var`` as
+:math:`\sigma_B^2` and its root as :math:`\sigma_B`; sums keep SymPy's :math:`\sum_{j=1}^{m}`.
+Terms are ordered the way people write them: positive terms first and ε last, so
+``-mu + x(i)`` reads :math:`x_i - \mu_B` and ``eps + var`` reads :math:`\sigma_B^2 + \epsilon`;
+a coefficient times a sum of sums stays outside the parentheses,
+:math:`\frac{\gamma r}{m}\left(m g_i - \dots\right)`.
 
 >>> import sympy as sp
 >>> from symbn import symbols as S
 >>> latex(S.element_function("xhat")(S.i) * S.var)
-'\\\\sigma_B^{2} \\\\hat{x}_{i}'
+'\\sigma_B^{2} \\hat{x}_{i}'
+>>> latex(S.element_function("x")(S.i) - S.mu)
+'x_{i} - \\mu_B'
+>>> latex(1 / sp.sqrt(S.var + S.eps))
+'\\frac{1}{\\sqrt{\\sigma_B^{2} + \\epsilon}}'
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
+from symbn import symbols as S
+
 # Name of a symbol or element function -> its LaTeX.
-NAMES: dict[str, str] = {
+NAMES: Mapping[str, str] = {
     "mu": r"\mu_B",
     "var": r"\sigma_B^{2}",
     "sigma": r"\sigma_B",
     "eps": r"\epsilon",
     "gamma": r"\gamma",
     "beta": r"\beta",
-    "running_mean": r"\hat{\mu}",
-    "running_var": r"\hat{\sigma}^{2}",
+    "running_mean": r"\mathrm{E}[x]",
+    "running_var": r"\mathrm{Var}[x]",
     "xhat": r"\hat{x}",
     "r": "r",
     "L": r"\ell",
 }
 
 
-def name_latex(name: str) -> str:
-    """LaTeX for a quantity's name (``xhat`` → ``\\hat{x}``, ``dL_dvar`` → a partial)."""
+def name_latex(name: str, names: Mapping[str, str] | None = None) -> str:
+    r"""LaTeX for a quantity's name (``xhat`` → ``\hat{x}``, ``dL_dvar`` → a partial).
+
+    ``names`` overrides entries of :data:`NAMES` (e.g. ``{"sigma": r"\sigma"}``).
+
+    >>> name_latex("dL_dmu")
+    '\\frac{\\partial \\ell}{\\partial \\mu_B}'
+    """
+    table = {**NAMES, **(names or {})}
     if name.startswith("dL_d"):
-        return r"\frac{\partial \ell}{\partial " + name_latex(name[4:]) + "}"
-    if name in NAMES:
-        return NAMES[name]
+        return r"\frac{\partial \ell}{\partial " + name_latex(name[4:], names) + "}"
+    if name in table:
+        return table[name]
     base, _, index = name.partition("_")
     if index.isdigit():
-        return f"{name_latex(base)}_{{{index}}}"
+        return f"{name_latex(base, names)}_{{{index}}}"
     return name
+
+
+def _term_key(term: sp.Expr) -> tuple[int, int, int]:
+    """Sort key of a term: positive terms first, then terms with elements, then by size.
+
+    ε alone goes last, so that ``eps + var`` reads σ² + ε.
+    """
+    negative = 1 if term.could_extract_minus_sign() else 0
+    scalar = 0 if _is_batch_quantity(term) else 1
+    return (negative, scalar, 10**6 if term == S.eps else sp.count_ops(term))
 
 
 class SymbnLatexPrinter(LatexPrinter):
     """SymPy's LaTeX printer with symbn's names for symbols and elements."""
 
+    def __init__(self, settings: dict[str, Any] | None = None,
+                 names: Mapping[str, str] | None = None) -> None:
+        super().__init__(settings)
+        self._names = dict(names or {})
+
     def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
-        return name_latex(expr.name)
+        return name_latex(expr.name, self._names)
 
     def _print_Function(self, expr: Any, exp: Any = None) -> str:
         if not isinstance(expr, sp.core.function.AppliedUndef):
@@ -58,10 +91,62 @@ class SymbnLatexPrinter(LatexPrinter):
         (index,) = expr.args
         sub = self._print(index)
         if name.startswith("dL_d"):
-            text = r"\frac{\partial \ell}{\partial " + _subscript(name_latex(name[4:]), sub) + "}"
+            inner = _subscript(name_latex(name[4:], self._names), sub)
+            text = r"\frac{\partial \ell}{\partial " + inner + "}"
         else:
-            text = _subscript(name_latex(name), sub)
+            text = _subscript(name_latex(name, self._names), sub)
         return f"{text}^{{{exp}}}" if exp is not None else text
+
+    def _print_Pow(self, expr: sp.Pow) -> str:
+        if expr.base == S.var and expr.exp == sp.Rational(1, 2):
+            return name_latex("sigma", self._names)
+        return super()._print_Pow(expr)
+
+    def _print_Add(self, expr: sp.Add, order: str | None = None) -> str:
+        terms = sorted(self._as_ordered_terms(expr, order=order), key=_term_key)
+        out = ""
+        for k, term in enumerate(terms):
+            text = self._print(term)
+            if k == 0:
+                out = text
+            elif text.startswith("-"):
+                out += " - " + text[1:].lstrip()
+            else:
+                out += " + " + text
+        return out
+
+    def _print_Mul(self, expr: sp.Expr) -> str:
+        r"""A scalar coefficient prints in front of elements and sums: ``\frac{γ r}{m} (…)``."""
+        rest = [a for a in expr.args if _is_batch_quantity(a)]
+        front = sp.Mul(*(a for a in expr.args if a not in rest))
+        rest.sort(key=lambda a: (a.has(sp.Sum), isinstance(a, sp.Add)))
+        if not any(a.has(sp.Sum) or _has_adjoint(a) for a in rest) or (
+                front == 1 and not any(isinstance(a, sp.Add) for a in rest)):
+            return super()._print_Mul(expr)
+        body = " ".join(self._factor(a) for a in rest)
+        if front == 1:
+            return body
+        if front == -1:
+            return "- " + body
+        return self._print(front) + " " + body
+
+    def _factor(self, expr: sp.Expr) -> str:
+        if isinstance(expr, sp.Add):
+            return r"\left(" + self._print(expr) + r"\right)"
+        return self._print(expr)
+
+
+def _has_adjoint(expr: sp.Expr) -> bool:
+    """Whether ``expr`` refers to an adjoint ∂ℓ/∂q (``dL_dq`` or ``dL_dq(j)``)."""
+    names = [s.name for s in expr.free_symbols if isinstance(s, sp.Symbol)]
+    names += [f.func.__name__ for f in expr.atoms(sp.core.function.AppliedUndef)]
+    return any(n.startswith("dL_d") for n in names)
+
+
+def _is_batch_quantity(expr: sp.Expr) -> bool:
+    """Whether ``expr`` involves elements, sums or adjoints (not just scalars)."""
+    return (expr.has(sp.Sum) or bool(expr.atoms(sp.core.function.AppliedUndef))
+            or _has_adjoint(expr))
 
 
 def _subscript(base: str, sub: str) -> str:
@@ -72,6 +157,6 @@ def _subscript(base: str, sub: str) -> str:
     return f"{base}_{{{sub}}}"
 
 
-def latex(expr: sp.Basic) -> str:
-    """LaTeX for an expression of symbn's."""
-    return SymbnLatexPrinter({"mul_symbol": None}).doprint(expr)
+def latex(expr: sp.Basic, names: Mapping[str, str] | None = None) -> str:
+    """LaTeX for an expression of symbn's; ``names`` overrides entries of :data:`NAMES`."""
+    return SymbnLatexPrinter({"mul_symbol": None}, names).doprint(expr)

@@ -1,0 +1,192 @@
+"""Speed, memory and float32 accuracy of symbn's generated batch-norm backward.
+
+Run ``python bench/bench_backward.py`` (about two minutes) or ``--quick`` (fewer repeats).
+Every ratio in a table is measured in this one run, on this machine:
+
+* ``vs textbook``: time of the plain NumPy closed form (mean, var, x̂, then the formula, as
+  courses write it) divided by ours (> 1: we are faster);
+* ``vs torch``: time of ``torch.ops.aten.native_batch_norm_backward`` on CPU (given the saved
+  mean and inverse std, so torch does less work than we do) divided by ours;
+* ``/ bound``: our time divided by 2.5 × the time of ``np.copyto`` on one input-sized array
+  (an ideal backward moves 5 arrays' worth of data);
+* ``peak mem``: tracemalloc's peak during one call, in input-sized arrays (output included).
+
+The accuracy table evaluates the closed form with mpmath (50 digits) on float32 inputs that are
+hard for float32: x = 1e4 + N(0, 1), a constant channel, variance below ε; errors are
+‖dx − truth‖ / (‖dy‖·|γ|·r), worst channel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import tracemalloc
+from collections.abc import Callable
+
+import numpy as np
+
+import symbn
+from symbn.codegen import load
+from symbn.codegen_reference import reference, relative_errors
+
+try:
+    import torch
+except ImportError:  # torch is an optional extra
+    torch = None
+
+try:
+    import numexpr
+except ImportError:  # numexpr is an optional extra
+    numexpr = None
+
+SHAPES = (((256, 1024), -1), ((4096, 1024), -1), ((32, 64, 56, 56), 1))
+EPS = 1e-5
+
+
+def textbook_backward(dy, x, gamma, eps=EPS, axis=-1):
+    """The closed form the way courses write it: mean, var, x̂, then the formula."""
+    axes = tuple(k for k in range(x.ndim) if k != axis % x.ndim)
+    shape = [1] * x.ndim
+    shape[axis] = x.shape[axis]
+    gamma = gamma.reshape(shape)
+    m = x.size // x.shape[axis]
+    mu = x.mean(axis=axes, keepdims=True)
+    var = x.var(axis=axes, keepdims=True)
+    inv = 1.0 / np.sqrt(var + eps)
+    xhat = (x - mu) * inv
+    dxhat = dy * gamma
+    dx = inv / m * (m * dxhat - dxhat.sum(axis=axes, keepdims=True)
+                    - xhat * (dxhat * xhat).sum(axis=axes, keepdims=True))
+    return dx, (dy * xhat).sum(axis=axes), dy.sum(axis=axes)
+
+
+def best_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Best time of each function, the calls interleaved so that load changes hit all alike."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {k: min(v) for k, v in times.items()}
+
+
+def peak_arrays(fn: Callable[[], object], nbytes: int) -> float:
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        fn()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return (peak - base) / nbytes
+
+
+def torch_backward(dy, x, gamma, eps=EPS):
+    """A closure running torch's CPU batch-norm backward (the saved statistics precomputed)."""
+    xt, dyt, wt = torch.from_numpy(x), torch.from_numpy(dy), torch.from_numpy(gamma)
+    _, mean, invstd = torch.ops.aten.native_batch_norm(xt, wt, None, None, None, True, 0.1, eps)
+
+    def run():
+        return torch.ops.aten.native_batch_norm_backward(
+            dyt, xt, wt, None, None, mean, invstd, True, eps, [True, True, True])
+    return run
+
+
+def speed_table(backends: list[str], repeats: int) -> list[str]:
+    spec = symbn.LayerSpec()
+    modules = {b: load(spec, b) for b in backends}
+    head = ["dtype", "shape (axis)", "bound ms"]
+    for b in backends:
+        head += [f"{b} ms", "vs textbook", "vs torch", "/ bound", "peak mem"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for dtype in (np.float32, np.float64):
+        for shape, axis in SHAPES:
+            rng = np.random.default_rng(0)
+            x = rng.standard_normal(shape).astype(dtype)
+            dy = rng.standard_normal(shape).astype(dtype)
+            gamma = (1 + 0.1 * rng.standard_normal(shape[axis])).astype(dtype)
+            out = np.empty_like(x)
+            fns: dict[str, Callable[[], object]] = {
+                "copy": lambda out=out, x=x: np.copyto(out, x),
+                "book": lambda x=x, dy=dy, g=gamma, a=axis: textbook_backward(dy, x, g, axis=a),
+            }
+            if torch is not None:
+                fns["torch"] = torch_backward(dy, x, gamma)
+            for b in backends:
+                fns[b] = lambda f=modules[b].backward, x=x, dy=dy, g=gamma, a=axis: f(
+                    dy, x, g, axis=a)
+            t = best_times(fns, repeats)
+            bound = 2.5 * t["copy"]
+            row = [np.dtype(dtype).name, f"{shape} ({axis})", f"{bound * 1e3:.2f}"]
+            for b in backends:
+                ours = t[b]
+                mem = peak_arrays(fns[b], x.nbytes)
+                vs_torch = f"{t['torch'] / ours:.2f}x" if torch is not None else "n/a"
+                row += [f"{ours * 1e3:.2f}", f"{t['book'] / ours:.2f}x", vs_torch,
+                        f"{ours / bound:.2f}", f"{mem:.2f}"]
+            rows.append("| " + " | ".join(row) + " |")
+    return rows
+
+
+def hard_inputs(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    m, c = 128, 4
+    return {
+        "x = 1e4 + N(0,1)": (1e4 + rng.standard_normal((m, c))).astype(np.float32),
+        "constant channel": np.tile(np.float32([3.7, -11.0, 1e7, 0.1]), (m, 1)),
+        "variance below eps": (-11 + 1e-3 * rng.standard_normal((m, c))).astype(np.float32),
+    }
+
+
+def accuracy_table(backends: list[str]) -> list[str]:
+    head = ["variant", "input"] + [f"{b} dx err" for b in backends] + ["textbook", "torch"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for spec in (symbn.LayerSpec(), symbn.LayerSpec(eps_placement="std")):
+        d = symbn.derive(spec)
+        modules = {b: load(spec, b) for b in backends}
+        rng = np.random.default_rng(1)
+        for name, x in hard_inputs(rng).items():
+            dy = rng.standard_normal(x.shape).astype(np.float32)
+            gamma = (1 + 0.1 * rng.standard_normal(x.shape[1])).astype(np.float32)
+            ref = reference(spec, dy, x, gamma, eps=EPS, derivation=d)
+            row = [spec.eps_placement, name]
+            for b in backends:
+                got = modules[b].backward(dy, x, gamma)
+                row.append(f"{relative_errors(spec, got, ref)['x']:.1e}")
+            if spec.eps_placement == "sqrt":
+                with np.errstate(all="ignore"):
+                    book = textbook_backward(dy, x, gamma)
+                row.append(f"{relative_errors(spec, book[0], ref)['x']:.1e}")
+                if torch is not None:
+                    got = torch_backward(dy, x, gamma)()[0].numpy()
+                    row.append(f"{relative_errors(spec, got, ref)['x']:.1e}")
+                else:
+                    row.append("n/a")
+            else:
+                row += ["(sqrt only)", "(sqrt only)"]
+            rows.append("| " + " | ".join(row) + " |")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="5 repeats instead of 20")
+    parser.add_argument("--backend", default="all", choices=("all", "numpy", "numexpr"))
+    args = parser.parse_args()
+    backends = ["numpy", "numexpr"] if args.backend == "all" else [args.backend]
+    if numexpr is None:
+        backends = [b for b in backends if b != "numexpr"]
+    print(f"symbn {symbn.__version__}, numpy {np.__version__}, "
+          f"torch {torch.__version__ if torch else 'not installed'}, "
+          f"numexpr {numexpr.__version__ if numexpr else 'not installed'}")
+    print("\n## Speed: training backward, default variant (eps in the root, biased, affine)\n")
+    print("\n".join(speed_table(backends, 5 if args.quick else 20)))
+    print("\n## float32 accuracy on hard inputs (vs mpmath truth of the closed form)\n")
+    print("\n".join(accuracy_table(backends)))
+
+
+if __name__ == "__main__":
+    main()

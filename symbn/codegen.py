@@ -1,0 +1,307 @@
+"""Standalone NumPy modules for a layer's forward and backward pass, printed from the proof.
+
+:func:`generate_module` takes the per-channel plan of :mod:`symbn.codegen_plan` (the closed
+form rewritten as ``dx = a·dy + b·xs + c`` and proven equal to it), shares common
+subexpressions of the per-channel coefficients (``sympy.cse``) and prints everything through
+:class:`~symbn.numpy_printer.BatchNumPyPrinter`: sums over the batch become
+``np.sum(..., axis=axes, keepdims=True, dtype=np.float64)``; no Python loop touches an element.
+:func:`load` compiles the same source in-process.
+
+>>> from symbn.spec import LayerSpec
+>>> bn = load(LayerSpec())
+>>> import numpy as np
+>>> x = np.array([[1.0, 2.0], [3.0, 6.0]])
+>>> dx, dgamma, dbeta = bn.backward(np.ones_like(x), x, np.ones(2))
+>>> dbeta.tolist(), float(abs(dx).max()) < 1e-12
+([2.0, 2.0], True)
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+import types
+
+import sympy as sp
+
+import symbn
+from symbn import symbols as S
+from symbn.codegen_plan import (
+    DELTA,
+    SIGMA_NZ,
+    SUMS,
+    XS,
+    G,
+    Plan,
+    build_plan,
+)
+from symbn.codegen_templates import layout_source
+from symbn.errors import OptionError
+from symbn.numpy_printer import BatchNumPyPrinter, numexpr_call
+from symbn.spec import LayerSpec
+
+BACKENDS: tuple[str, ...] = ("numpy", "numexpr")
+ARRAYS = {"g": "dy3", "x": "x3", "xs": "xs"}
+SUM_XS_XS = sp.Symbol("sum_xs_xs", real=True)
+WIDTH = 99
+COEFFICIENT_NAMES = {G(S.i): "a", XS(S.i): "b", sp.Integer(1): "c"}
+FORWARD_NAMES = {XS(S.i): "p", sp.Integer(1): "q"}
+
+
+def _printer(backend: str) -> BatchNumPyPrinter:
+    return BatchNumPyPrinter({"arrays": ARRAYS, "elementwise": backend, "axes": "(0, 2)"})
+
+
+def _wrap(line: str, indent: str = "    ") -> list[str]:
+    """Split a long ``name = expression`` line in parentheses, at spaces outside strings."""
+    if len(indent + line) <= WIDTH or " = " not in line:
+        return [indent + line]
+    target, expr = line.split(" = ", 1)
+    words, word, quote = [], "", ""
+    for ch in expr:
+        if ch in "\"'":
+            quote = "" if quote == ch else (quote or ch)
+        if ch == " " and not quote:
+            words.append(word)
+            word = ""
+        else:
+            word += ch
+    words.append(word)
+    inner = indent + "    "
+    lines: list[str] = []
+    for w in words:
+        if lines and len(inner + lines[-1]) + 1 + len(w) <= WIDTH:
+            lines[-1] += " " + w
+        else:
+            lines.append(w)
+    return [f"{indent}{target} = (", *(inner + b for b in lines), f"{indent})"]
+
+
+def _assign(name: str, expr: sp.Expr, printer: BatchNumPyPrinter) -> list[str]:
+    return _wrap(f"{name} = {printer.doprint(expr)}")
+
+
+def _cse_lines(named: list[tuple[str, sp.Expr]], printer: BatchNumPyPrinter) -> list[str]:
+    """Assignments for ``named`` with common subexpressions computed once (``t0``, ``t1``…)."""
+    if not named:
+        return []
+    shared, reduced = sp.cse([e for _, e in named], symbols=sp.numbered_symbols("t"))
+    lines = [line for sym, e in shared for line in _assign(str(sym), e, printer)]
+    for (name, _), e in zip(named, reduced, strict=True):
+        lines += _assign(name, e, printer)
+    return lines
+
+
+def _elementwise(out: str, coeffs: dict[str, str], backend: str) -> list[str]:
+    """``out = a*dy + b*(x - shift) + c`` into the (P, C, Q) array ``out``.
+
+    ``coeffs`` maps ``"dy"``, ``"xs"`` and ``""`` (the constant term) to the names of their
+    per-channel coefficients, already in x's dtype; absent terms are left out. With NumPy the pass
+    goes block by block (``_combine``), in place; with numexpr it is one ``ne.evaluate``.
+    """
+    if backend == "numexpr":
+        terms = {"dy": "{}*dy3", "xs": "{}*(x3 - shift)", "": "{}"}
+        expr = " + ".join(terms[k].format(v) for k, v in coeffs.items())
+        names = sorted({*coeffs.values(), "dy3" if "dy" in coeffs else "",
+                        *(("x3", "shift") if "xs" in coeffs else ())} - {""})
+        return [f"    {numexpr_call(expr, names, out)}"]
+    args = ", ".join([out, "blocks", "dy3" if "dy" in coeffs else "None",
+                      coeffs.get("dy", "None"), *(("x3", "shift") if "xs" in coeffs
+                                                  else ("None", "None")),
+                      coeffs.get("xs", "None"), coeffs.get("", "None")])
+    return [f"    _combine({args})"]
+
+
+def _needs(exprs: list[sp.Expr], symbol: sp.Symbol) -> bool:
+    return any(e.has(symbol) for e in exprs)
+
+
+def _prelude(plan: Plan, backend: str, exprs: list[sp.Expr], per_channel: list[str],
+             out: str, with_dy: bool) -> list[str]:
+    """Checks, (P, C, Q) views, statistics, shift, sums, σ and r: all before the coefficients.
+
+    ``out`` names the result, allocated here.
+    """
+    lines = ["    x, axis, axes, shape, m = _layout(x, axis)"]
+    if with_dy:
+        lines.append('    dy = _like_x("dy", dy, x)')
+    lines.append("    eps = _eps(eps)")
+    lines += [f'    {n} = _per_channel("{n}", {n}, x, axis)' for n in per_channel]
+    lines.append("    x3 = _channels(x, axis)")
+    if with_dy:
+        lines.append("    dy3 = _channels(dy, axis)")
+    lines += [f"    {out} = np.empty(x.shape, x.dtype)",
+              f"    {out}3 = {out}.reshape(x3.shape)",
+              "    blocks = _blocks(x3)"]
+    p = _printer(backend)
+    center = plan.center.name
+    g_sums = [s for s in SUMS if _needs(exprs, s)]
+    uses_xs = (_needs(exprs, XS(S.i)) or bool(g_sums) or _needs(exprs, DELTA)
+               or plan.variance is not None)
+    if plan.mean is not None:
+        lines += _assign("mu", plan.mean, p)
+    if uses_xs:
+        lines.append(f"    shift = {center}.astype(x.dtype)")
+        lines.append(f"    delta = {center} - shift")
+    names = (["sum_xs_xs"] if plan.variance is not None else []) + [s.name for s in g_sums]
+    if names:
+        if g_sums and len(g_sums) != len(SUMS):
+            raise AssertionError(f"the sums {g_sums} are computed together")
+        args = ", ".join(["x3", "shift", "blocks", *(["dy3"] if g_sums else []),
+                          *([] if plan.variance is not None else ["squares=False"])])
+        target = f"({names[0]},)" if len(names) == 1 else ", ".join(names)
+        lines.append(f"    {target} = _sums({args})")
+    if plan.variance is not None:
+        variance = plan.variance.xreplace({sp.Sum(XS(S.j) ** 2, (S.j, 1, S.m)): SUM_XS_XS})
+        if variance.atoms(sp.Sum):
+            raise AssertionError(f"variance {plan.variance} has other sums than of xs**2")
+        lines += _assign("var", variance, p)
+        lines.append("    var = np.maximum(var, 0.0)  # rounding must not make it negative")
+    for symbol, value in plan.definitions:
+        lines += _assign(symbol.name, value, p)
+    if _needs(exprs, SIGMA_NZ):
+        lines.append("    sigma_nz = np.where(sigma > 0, sigma, 1.0)  # sigma == 0: limit below")
+    return lines
+
+
+def _forward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
+    p = _printer(backend)
+    spec = plan.spec
+    coeffs = plan.forward
+    names = [(FORWARD_NAMES[k], v) for k, v in sorted(coeffs.items(), key=_key)]
+    lines = [f"def forward({', '.join(['x', *params])}, *, eps=1e-5, axis=-1):",
+             f'    """The layer\'s output y, in the dtype of x ({_describe_y(spec)})."""']
+    exprs = list(coeffs.values()) + list(coeffs)
+    lines += _prelude(plan, backend, exprs, params, "y", with_dy=False)
+    lines += _cse_lines(names, p)
+    lines += [f"    {n} = {n}.astype(x.dtype)" for n, _ in names]
+    arrays = {"xs" if k == XS(S.i) else "": FORWARD_NAMES[k] for k in sorted(coeffs, key=_key)}
+    lines += _elementwise("y3", arrays, backend)
+    lines.append("    return y")
+    return _unpack_used(lines)
+
+
+def _unpack_used(lines: list[str]) -> list[str]:
+    """Name the unpacked results of ``_layout`` that the body never reads ``_``."""
+    head = "    x, axis, axes, shape, m = _layout(x, axis)"
+    body = "\n".join(line for line in lines if line != head)
+    names = [n if re.search(rf"(?<![.\w]){n}\b", body) else "_" for n in ("axes", "shape", "m")]
+    return [f"    x, axis, {', '.join(names)} = _layout(x, axis)" if line == head else line
+            for line in lines]
+
+
+def _key(k: sp.Expr) -> int:
+    return {G(S.i): 0, XS(S.i): 1}.get(k, 2)
+
+
+def _backward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
+    dx = plan.backward["x"]
+    assert isinstance(dx, dict)
+    named = [(COEFFICIENT_NAMES[k], v) for k, v in sorted(dx.items(), key=lambda kv: _key(kv[0]))]
+    named += [(f"d{w}", e) for w, e in plan.backward.items() if w != "x"]
+    exprs = [e for _, e in named] + list(dx)
+    ret = "dx" if len(named) == len(dx) else "dx, dgamma, dbeta"
+    lines = [f"def backward({', '.join(['dy', 'x', *params])}, *, eps=1e-5, axis=-1):",
+             f'    """Given dy = dL/dy, return {ret} (each in the dtype of x)."""']
+    lines += _prelude(plan, backend, exprs, params, "dx", with_dy=True)
+    p = _printer(backend)
+    lines += _cse_lines(named, p)
+    lines += [f"    {n} = {n}.astype(x.dtype)" for n, _ in named if n in "abc"]
+    arrays = {"dy" if k == G(S.i) else "xs" if k == XS(S.i) else "": COEFFICIENT_NAMES[k]
+              for k in sorted(dx, key=_key)}
+    lines += _elementwise("dx3", arrays, backend)
+    if ret == "dx":
+        lines.append("    return dx")
+    else:
+        lines += [f"    {n} = {n}.reshape(-1).astype(x.dtype)" for n in ("dgamma", "dbeta")]
+        lines.append(f"    return {ret}")
+    return _unpack_used(lines)
+
+
+def _describe_y(spec: LayerSpec) -> str:
+    return "y = gamma*xhat + beta" if spec.affine else "y = xhat"
+
+
+def _docstring(plan: Plan, backend: str) -> list[str]:
+    spec, d = plan.spec, plan.derivation
+    out = [f"Batch normalization forward and backward, generated by symbn {symbn.__version__}.",
+           "",
+           f"Layer: {spec.layer}",
+           f"Variant: {spec.describe()}",
+           f"Backend: {backend}",
+           "",
+           "Closed form implemented (m elements per channel, sums over them, g = dy = dL/dy):"]
+    for w in d.wrt:
+        out += _para(f"dL/d{w} = {d.closed_symbolic[w]}")
+    out.append("where")
+    out += _para(f"xhat(i) = {d.form.value}")
+    out += [line for k, v in d.definitions.items() for line in _para(f"{k} = {v}")]
+    for cond in d.conditions:
+        if cond.limit:
+            out.append(f"Where not {cond.statement} (a constant channel), the limit is used:")
+            out += _para(f"dL/dx = {cond.limit['x']}")
+    out += ["", *textwrap.wrap(
+        "Evaluated per channel as dx = a*dy + b*xs + c with xs = x - shift, shift = the "
+        "centre rounded to the dtype of x, delta = centre - shift (float64); symbn proved this "
+        "equal to the closed form for every m before printing it. Statistics are two-pass and "
+        "accumulate in float64.", WIDTH - 4),
+        "", "Signatures:",
+        f"    forward({', '.join(['x', *_params(spec, True)])}, *, eps=1e-5, axis=-1) -> y",
+        f"    backward({', '.join(['dy', 'x', *_params(spec, False)])}, *, eps=1e-5, axis=-1)"
+        f" -> {'dx, dgamma, dbeta' if spec.affine else 'dx'}",
+        "axis is the channel axis; statistics reduce over every other axis.",
+        "", "Generated code: regenerate with `symbn codegen` instead of editing."]
+    return out
+
+
+def _para(text: str) -> list[str]:
+    return textwrap.wrap(text, WIDTH - 4, initial_indent="    ", subsequent_indent="        ",
+                         break_long_words=True, break_on_hyphens=False)
+
+
+def _params(spec: LayerSpec, forward: bool) -> list[str]:
+    affine = (["gamma", "beta"] if forward else ["gamma"]) if spec.affine else []
+    stats = [] if spec.uses_batch_statistics else ["running_mean", "running_var"]
+    return affine + stats
+
+
+def generate_module(spec: LayerSpec, backend: str = "numpy") -> str:
+    """The source of a standalone module with ``forward`` and ``backward`` for ``spec``.
+
+    The same spec and backend always give the same bytes; the module imports NumPy (and, for
+    ``backend="numexpr"``, numexpr) and nothing from symbn.
+
+    Raises
+    ------
+    OptionError
+        For a backend other than ``"numpy"`` or ``"numexpr"``.
+    ProofError
+        If a per-channel rewrite could not be proven equal to the closed form.
+
+    """
+    if backend not in BACKENDS:
+        raise OptionError.bad_value("backend", backend, BACKENDS)
+    plan = build_plan(spec)
+    unbiased = spec.variance == "unbiased" and spec.uses_batch_statistics
+    reason = " (unbiased variance divides by m - 1)" if unbiased else ""
+    doc = _docstring(plan, backend)
+    imports = ["import numexpr as ne", "import numpy as np"] if backend == "numexpr" \
+        else ["import numpy as np"]
+    parts = ['"""' + doc[0], *doc[1:], '"""', "", *imports, "",
+             '__all__ = ["backward", "forward"]', "",
+             layout_source(2 if unbiased else 1, reason).rstrip("\n"), "", "",
+             *_forward_source(plan, backend, _params(spec, True)), "", "",
+             *_backward_source(plan, backend, _params(spec, False))]
+    return "\n".join(line.rstrip() for line in parts) + "\n"
+
+
+def load(spec: LayerSpec, backend: str = "numpy") -> types.ModuleType:
+    """The generated module for ``spec``, compiled in-process (no file is written)."""
+    source = generate_module(spec, backend)
+    module = types.ModuleType(f"symbn_generated_{spec.layer}")
+    module.__dict__["__source__"] = source
+    exec(compile(source, f"<symbn codegen {spec.describe()}>", "exec"), module.__dict__)
+    return module
+
+
+__all__ = ["BACKENDS", "generate_module", "load"]

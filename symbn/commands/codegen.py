@@ -1,0 +1,47 @@
+"""``symbn codegen``: write a standalone NumPy module with a layer's forward and backward pass."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from symbn.codegen import BACKENDS, generate_module
+from symbn.commands.options import add_layer_arguments, spec_from_args
+from symbn.errors import OptionError
+
+NAME = "codegen"
+HELP = "write a standalone NumPy module with the layer's forward and backward pass"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register the subcommand."""
+    p = sub.add_parser(
+        NAME, help=HELP, description=HELP + ", generated from the proven closed form.",
+        epilog="Example: symbn codegen batchnorm -o bn_grad.py; "
+               "symbn codegen batchnorm --eps-placement std --backend numexpr -o bn_std.py")
+    add_layer_arguments(p)
+    p.add_argument("-o", "--output", default="-", metavar="FILE",
+                   help="where to write the module ('-', the default, for standard output)")
+    p.add_argument("--backend", default="numpy", metavar="{" + ",".join(BACKENDS) + "}",
+                   help="'numpy' (default): imports only NumPy; 'numexpr': the elementwise "
+                        "passes fused and multi-threaded by numexpr (an optional dependency)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the subcommand; returns the exit status."""
+    spec = spec_from_args(args)
+    source = generate_module(spec, args.backend)
+    if args.output == "-":
+        sys.stdout.write(source)
+        return 0
+    path = Path(args.output)
+    if path.suffix != ".py":
+        raise OptionError.bad_value("--output", args.output, "the module's name must end in .py")
+    try:
+        path.write_text(source, encoding="utf-8")
+    except OSError as error:
+        raise OptionError.bad_value("--output", args.output,
+                                    f"cannot write it: {error.strerror}") from None
+    print(f"wrote {path}: {spec.describe()}, backend={args.backend}")
+    return 0

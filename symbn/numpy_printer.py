@@ -1,0 +1,160 @@
+"""NumPy source for symbn's symbolic-batch expressions: sums become ``np.sum`` over the batch axes.
+
+SymPy's stock :class:`~sympy.printing.numpy.NumPyPrinter` prints a ``Sum`` as a
+``builtins.sum`` generator over the index, one Python step per element. Here a sum over the
+batch index ``j`` is one vectorized reduction over the reduced axes, kept broadcastable
+(``keepdims=True``) and accumulated in a chosen dtype; an element ``f(i)`` or ``f(j)`` is the
+whole array that holds f.
+
+>>> import sympy as sp
+>>> from symbn import symbols as S
+>>> g, xs = S.element_function("g"), S.element_function("xs")
+>>> p = BatchNumPyPrinter({"arrays": {"g": "dy", "xs": "xs"}})
+>>> p.doprint(sp.Sum(g(S.j) * xs(S.j), (S.j, 1, S.m)) / S.m)
+'np.sum(dy*xs, axis=axes, keepdims=True, dtype=np.float64)/m'
+>>> p.doprint(2 * g(S.i) + sp.sqrt(S.var + S.eps))
+'np.sqrt(eps + var) + 2*dy'
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+
+from symbn import symbols as S
+from symbn.errors import OptionError
+
+
+class BatchNumPyPrinter(NumPyPrinter):
+    """Print symbolic-batch expressions as vectorized NumPy code.
+
+    Settings (besides NumPyPrinter's)
+    ---------------------------------
+    arrays
+        ``{element function name: array variable}``, e.g. ``{"g": "dy", "x": "x"}``. An
+        element function not named here is an error, never a silent loop.
+    axes
+        The name of the variable that holds the tuple of reduced axes (default ``"axes"``).
+    accumulate
+        The dtype sums accumulate in (default ``"np.float64"``); empty for the array's own.
+    elementwise
+        ``"numpy"`` (default) or ``"numexpr"``: with numexpr, the body of a sum that is more than
+        one array is evaluated by ``ne.evaluate`` (one fused, multi-threaded pass) before the
+        reduction.
+    scratch
+        The name of an array of the input's shape and dtype that the body of a sum may be written
+        into (``out=``) instead of a fresh temporary; empty for none.
+    product_sum
+        The name of a function ``f(a, b, axes, scratch)`` that returns the keepdims sum of
+        ``a*b`` (e.g. by ``np.einsum``, without an input-sized temporary); used for sums of a
+        product of two arrays when set (before the numexpr rule).
+
+    """
+
+    _default_settings: ClassVar[dict[str, Any]] = {
+        **NumPyPrinter._default_settings,
+        "arrays": {},
+        "axes": "axes",
+        "accumulate": "np.float64",
+        "elementwise": "numpy",
+        "scratch": "",
+        "product_sum": "",
+    }
+
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        super().__init__(settings=settings)
+        mode = self._settings["elementwise"]
+        if mode not in ("numpy", "numexpr"):
+            raise OptionError.bad_value("elementwise", mode, ["numpy", "numexpr"])
+
+    def _module_format(self, fqn: str, register: bool = True) -> str:
+        """Write ``numpy.f`` as ``np.f``: generated modules ``import numpy as np``."""
+        out = super()._module_format(fqn, register)
+        return "np." + out[len("numpy."):] if out.startswith("numpy.") else out
+
+    def _print_AppliedUndef(self, expr: sp.Expr) -> str:
+        """An element ``f(i)`` or ``f(j)`` is the whole array that holds f."""
+        name = expr.func.__name__
+        arrays = self._settings["arrays"]
+        if name not in arrays:
+            raise OptionError.bad_value(
+                "element", f"{name}{expr.args}",
+                f"no array is named for {name!r}; known: {sorted(arrays)}")
+        (index,) = expr.args
+        if index not in (S.i, S.j):
+            raise OptionError.bad_value("index", index, "elements are indexed by i or j")
+        return str(arrays[name])
+
+    def _print_Sum(self, expr: sp.Sum) -> str:
+        """``Sum(body, (j, 1, m))`` as one reduction over the batch axes."""
+        (index, low, high), = expr.limits
+        if index != S.j or low != 1 or high != S.m:
+            raise OptionError.bad_value("limits", expr.limits, "sums run over (j, 1, m)")
+        body = expr.function
+        printed = self._print(body)
+        scratch = self._settings["scratch"]
+        if (helper := self._settings["product_sum"]) and (pair := _array_product(body)):
+            left, right = (self._print(f) for f in pair)
+            return f"{helper}({left}, {right}, {self._settings['axes']}, {scratch or None})"
+        if self._settings["elementwise"] == "numexpr" and not isinstance(body, sp.Function):
+            names = sorted({self._print(f) for f in body.atoms(sp.core.function.AppliedUndef)})
+            printed = numexpr_call(printed, names, scratch)
+        elif scratch and (pair := _array_product(body)):
+            left, right = (self._print(f) for f in pair)
+            printed = f"np.multiply({left}, {right}, out={scratch})"
+        dtype = self._settings["accumulate"]
+        extra = f", dtype={dtype}" if dtype else ""
+        return f"np.sum({printed}, axis={self._settings['axes']}, keepdims=True{extra})"
+
+    def _print_Piecewise(self, expr: sp.Piecewise) -> str:
+        """Two branches, the last unconditional, as ``np.where``; more branches as NumPy does."""
+        if len(expr.args) == 2 and expr.args[1].cond == sp.true:
+            (value, cond), (other, _) = expr.args
+            return (f"np.where({self._print(cond)}, {self._print(value)}, "
+                    f"{self._print(other)})")
+        return str(super()._print_Piecewise(expr))
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        """``1/b`` rather than NumPy's ``b**(-1.0)``; other powers as NumPy prints them."""
+        if expr.exp == -1:
+            return f"1/{self.parenthesize(expr.base, sp.printing.precedence.PRECEDENCE['Pow'])}"
+        return str(super()._print_Pow(expr, rational=rational))
+
+    def _print_StrictGreaterThan(self, expr: sp.Expr) -> str:
+        """``a > b`` as an operator, which numexpr and NumPy both read."""
+        return f"{self._print(expr.lhs)} > {self._print(expr.rhs)}"
+
+
+def _array_product(body: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
+    """The two elements of ``f(j)*h(j)`` or ``f(j)**2``, else None."""
+    undef = sp.core.function.AppliedUndef
+    if isinstance(body, sp.Pow) and body.exp == 2 and isinstance(body.base, undef):
+        return body.base, body.base
+    if isinstance(body, sp.Mul) and len(body.args) == 2 and all(
+            isinstance(a, undef) for a in body.args):
+        return body.args[0], body.args[1]
+    return None
+
+
+def numexpr_call(expr: str, names: list[str], out: str = "") -> str:
+    """``ne.evaluate`` of ``expr`` with its arrays passed explicitly (no frame inspection).
+
+    >>> numexpr_call("dy*xs", ["dy", "xs"])
+    'ne.evaluate("dy*xs", local_dict={"dy": dy, "xs": xs})'
+    """
+    table = ", ".join(f'"{n}": {n}' for n in names)
+    target = f", out={out}" if out else ""
+    return f'ne.evaluate("{expr}", local_dict={{{table}}}{target})'
+
+
+def numpy_code(expr: sp.Expr, arrays: dict[str, str], **settings: Any) -> str:
+    """Print one expression; ``arrays`` names the array of each element function.
+
+    >>> from symbn import symbols as S
+    >>> numpy_code(sp.Sum(S.element_function("g")(S.j), (S.j, 1, S.m)), {"g": "dy"},
+    ...            accumulate="")
+    'np.sum(dy, axis=axes, keepdims=True)'
+    """
+    return str(BatchNumPyPrinter({"arrays": arrays, **settings}).doprint(expr))

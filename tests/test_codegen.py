@@ -1,0 +1,341 @@
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import symbn
+from symbn import codegen, codegen_plan
+from symbn import symbols as S
+from symbn.codegen_reference import reference, relative_errors
+from symbn.commands import codegen as command
+from symbn.errors import OptionError
+
+VARIANTS = symbn.all_variants()
+ROOT = Path(__file__).resolve().parents[1]
+SHAPES = (((1, 3), -1), ((2, 3), -1), ((9, 3), -1), ((2, 3, 2, 2), 1))
+
+
+@pytest.fixture(scope="module")
+def generated():
+    """Generate each (spec, backend) once per module: derivation and proofs take a while."""
+    cache = {}
+
+    def get(spec, backend="numpy"):
+        if (spec, backend) not in cache:
+            cache[spec, backend] = codegen.generate_module(spec, backend)
+        return cache[spec, backend]
+    return get
+
+
+def compiled(source):
+    namespace = {}
+    exec(compile(source, "<generated>", "exec"), namespace)
+    return namespace
+
+
+def inputs(spec, shape, axis, dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = (1.5 * rng.standard_normal(shape) + 0.5).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    c = shape[axis]
+    params = [1 + 0.5 * rng.standard_normal(c)] if spec.affine else []
+    forward_params = params + ([rng.standard_normal(c)] if spec.affine else [])
+    if spec.mode == "eval":
+        stats = [rng.standard_normal(c), 0.5 + rng.random(c)]
+        params, forward_params = params + stats, forward_params + stats
+    return dy, x, params, forward_params
+
+
+def usable(spec, shape, axis):
+    m = int(np.prod(shape)) // shape[axis]
+    return not (m == 1 and spec.variance == "unbiased" and spec.mode == "train")
+
+
+@pytest.mark.parametrize("spec", VARIANTS, ids=lambda s: s.describe())
+def test_backward_matches_mpmath_closed_form_for_every_variant_and_shape(spec, generated):
+    """float64 backward is within 1e-12 of the mpmath closed form, relative to natural scale."""
+    ns = compiled(generated(spec))
+    d = symbn.derive(spec)
+    for shape, axis in SHAPES:
+        if not usable(spec, shape, axis):
+            continue
+        dy, x, params, _ = inputs(spec, shape, axis)
+        got = ns["backward"](dy, x, *params, axis=axis)
+        ref = reference(spec, dy, x, *params, axis=axis, derivation=d)
+        errors = relative_errors(spec, got, ref, axis=axis)
+        assert max(errors.values()) <= 1e-12, (shape, errors)
+
+
+def test_reference_check_detects_a_wrong_gradient(generated):
+    """The accuracy yardstick fails a dx that is off by 1e-9 relative (gradient checks can fail)."""
+    spec = symbn.LayerSpec()
+    ns = compiled(generated(spec))
+    dy, x, params, _ = inputs(spec, (9, 3), -1)
+    dx, dgamma, dbeta = ns["backward"](dy, x, *params)
+    ref = reference(spec, dy, x, *params)
+    assert relative_errors(spec, (dx, dgamma, dbeta), ref)["x"] <= 1e-12
+    assert relative_errors(spec, (dx * (1 + 1e-9), dgamma, dbeta), ref)["x"] > 1e-12
+
+
+@pytest.mark.parametrize("spec", VARIANTS[::3], ids=lambda s: s.describe())
+def test_backward_agrees_with_finite_differences_of_forward(spec, generated):
+    """dx is the derivative of sum(dy * forward(x)): central differences agree to 1e-6."""
+    ns = compiled(generated(spec))
+    dy, x, params, fparams = inputs(spec, (5, 2), -1, seed=4)
+    got = ns["backward"](dy, x, *params)
+    dx = got[0] if spec.affine else got
+    h = 1e-6
+    numeric = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        step = np.zeros_like(x)
+        step[index] = h
+        up = np.sum(dy * ns["forward"](x + step, *fparams))
+        down = np.sum(dy * ns["forward"](x - step, *fparams))
+        numeric[index] = (up - down) / (2 * h)
+    np.testing.assert_allclose(dx, numeric, atol=1e-6 * np.abs(numeric).max() + 1e-8)
+
+
+@pytest.mark.parametrize("spec", VARIANTS[::5], ids=lambda s: s.describe())
+def test_forward_matches_mpmath(spec, generated):
+    """forward computes gamma*xhat + beta (or xhat) to float64 accuracy."""
+    import mpmath
+    ns = compiled(generated(spec))
+    _, x, _, fparams = inputs(spec, (6, 2), -1, seed=2)
+    y = ns["forward"](x, *fparams)
+    with mpmath.workdps(40):
+        for k in range(x.shape[1]):
+            col = [mpmath.mpf(float(v)) for v in x[:, k]]
+            if spec.mode == "train":
+                mu = mpmath.fsum(col) / len(col)
+                div = len(col) - (spec.variance == "unbiased")
+                var = mpmath.fsum((v - mu) ** 2 for v in col) / div
+            else:
+                mu, var = (mpmath.mpf(float(p[k])) for p in fparams[-2:])
+            eps = mpmath.mpf(1e-5)
+            den = mpmath.sqrt(var + eps) if spec.eps_placement == "sqrt" else \
+                mpmath.sqrt(var) + eps
+            gamma, beta = (float(fparams[0][k]), float(fparams[1][k])) if spec.affine else (1, 0)
+            want = [float(gamma * (v - mu) / den + beta) for v in col]
+            np.testing.assert_allclose(y[:, k], want, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("spec", [s for s in VARIANTS if s.eps_placement == "std"
+                                  and s.mode == "train"], ids=lambda s: s.describe())
+def test_std_placement_constant_channel_uses_the_limit(spec, generated):
+    """eps outside the root: a constant channel (and a batch of 1) gives the limit, no NaN."""
+    ns = compiled(generated(spec))
+    d = symbn.derive(spec)
+    rng = np.random.default_rng(5)
+    x = np.tile([3.25, -7.0], (4, 1))
+    x[:, 1] += rng.standard_normal(4)  # channel 0 constant, channel 1 not
+    dy = rng.standard_normal(x.shape)
+    params = [np.array([1.5, 0.5])] if spec.affine else []
+    with np.errstate(all="raise"):
+        got = ns["backward"](dy, x, *params)
+    dx = got[0] if spec.affine else got
+    assert np.isfinite(dx).all()
+    limit_coeff = 1.5 if spec.affine else 1.0
+    np.testing.assert_allclose(dx[:, 0], limit_coeff * (dy[:, 0] - dy[:, 0].mean()) / 1e-5,
+                               rtol=1e-12)
+    ref = reference(spec, dy, x, *params, derivation=d)
+    assert relative_errors(spec, got, ref)["x"] <= 1e-12
+    if spec.variance == "biased":
+        one = ns["backward"](dy[:1], x[:1], *params)
+        scale = np.abs(dy[:1]) * limit_coeff / 1e-5  # ‖dy‖·|γ|·r with r = 1/ε at σ = 0
+        assert np.all(np.abs(one[0] if spec.affine else one) <= 1e-12 * scale)
+
+
+@pytest.mark.parametrize("spec", VARIANTS[:2] + VARIANTS[8:10], ids=lambda s: s.describe())
+def test_float32_in_float32_out_and_accurate_on_hard_inputs(spec, generated):
+    """float32 inputs give float32 outputs, within 1e-6 of the truth even at mean 1e4."""
+    ns = compiled(generated(spec))
+    dy, _, params, fparams = inputs(spec, (64, 3), -1, seed=6)
+    rng = np.random.default_rng(7)
+    x = (1e4 + rng.standard_normal((64, 3))).astype(np.float32)
+    dy = dy.astype(np.float32)
+    params32 = [p.astype(np.float32) for p in params]
+    got = ns["backward"](dy, x, *params32)
+    outputs = got if isinstance(got, tuple) else (got,)
+    assert all(o.dtype == np.float32 for o in outputs)
+    assert ns["forward"](x, *[p.astype(np.float32) for p in fparams]).dtype == np.float32
+    ref = reference(spec, dy, x, *params32)
+    assert max(relative_errors(spec, got, ref).values()) <= 1e-6
+
+
+def test_never_uses_uncentred_moments():
+    """The variance is two-pass in xs = x - shift; no E[x^2] - E[x]^2 anywhere."""
+    for spec in VARIANTS[:8]:
+        plan = codegen_plan.build_plan(spec)
+        body_sums = plan.variance.atoms(sp.Sum)
+        assert {s.function for s in body_sums} == {codegen_plan.XS(S.j) ** 2}
+
+
+def test_plan_proofs_hold_and_a_wrong_rewrite_fails():
+    """build_plan proves every rewrite; the same check rejects a coefficient off by a factor."""
+    plan = codegen_plan.build_plan(symbn.LayerSpec())
+    assert plan.proofs and all(p.holds for p in plan.proofs)
+    coeffs = dict(plan.backward["x"])
+    coeffs[codegen_plan.XS(S.i)] *= sp.Rational(1001, 1000)
+    facts = symbn.closed.statistics_facts(plan.derivation.graph, None)
+    wrong = codegen_plan._equal("wrong", codegen_plan._rebuild(coeffs),
+                                plan.derivation.closed_symbolic["x"], plan.derivation,
+                                plan.center, facts)
+    assert not wrong.holds
+
+
+def test_generation_is_deterministic_across_processes(generated):
+    """Two runs (different hash seeds) print byte-identical modules."""
+    code = ("import sys, symbn; from symbn.codegen import generate_module; "
+            "sys.stdout.write(generate_module(symbn.LayerSpec(eps_placement='std')))")
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    other = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, check=True).stdout
+    assert other == generated(symbn.LayerSpec(eps_placement="std"))
+
+
+@pytest.mark.parametrize("spec", VARIANTS, ids=lambda s: s.describe())
+def test_docstring_states_layer_variant_closed_form_and_version(spec, generated):
+    """The module docstring names the layer, the variant, the closed form and symbn's version."""
+    source = generated(spec)
+    doc = compiled(source)["__doc__"]
+    d = symbn.derive(spec)
+    flat = " ".join(doc.split())
+    assert f"symbn {symbn.__version__}" in doc and spec.describe() in doc
+    assert all(f"dL/d{w} = {d.closed_symbolic[w]}" in flat for w in d.wrt)
+    assert "import symbn" not in source and " for " not in source.split('"""')[2]
+    assert "np.sum(" in source or spec.mode == "eval"
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")
+def test_generated_modules_pass_ruff(generated, tmp_path):
+    """Every variant's module, with either backend, passes ruff with the project's rules."""
+    files = []
+    for k, spec in enumerate(VARIANTS):
+        for backend in codegen.BACKENDS:
+            path = tmp_path / f"bn_{k}_{backend}.py"
+            path.write_text(generated(spec, backend))
+            files.append(str(path))
+    done = subprocess.run(["ruff", "check", "--no-cache", "--config",
+                           str(ROOT / "pyproject.toml"), *files], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+
+
+def test_bad_arguments_raise_value_errors_naming_shapes(generated):
+    """Wrong shapes, axis, dtype, gamma length and batch size are ValueErrors that say why."""
+    ns = compiled(generated(symbn.LayerSpec()))
+    x, dy, gamma = np.ones((4, 3)), np.ones((4, 3)), np.ones(3)
+    cases = [
+        ((np.ones((4, 2)), x, gamma), {}, r"dy has shape \(4, 2\).*\(4, 3\)"),
+        ((dy, x, gamma), {"axis": 2}, r"axis=2.*\(4, 3\).*-2 <= axis < 2"),
+        ((dy.astype(int), x.astype(int), gamma), {}, "dtype int64.*float32 or float64"),
+        ((dy, x, np.ones(4)), {}, r"gamma has shape \(4,\); expected \(3,\)"),
+        ((dy.astype(np.float32), x, gamma), {}, "dy has dtype float32"),
+        ((dy, x, gamma), {"eps": 0.0}, "eps=0.0"),
+    ]
+    for args, kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            ns["backward"](*args, **kwargs)
+    unbiased = compiled(generated(symbn.LayerSpec(variance="unbiased")))
+    with pytest.raises(ValueError, match=r"\(1, 3\).*1 element.*unbiased"):
+        unbiased["backward"](dy[:1], x[:1], gamma)
+
+
+def test_inputs_are_not_modified_and_axis_is_respected(generated):
+    """backward leaves x and dy alone; NCHW with axis=1 equals the same data channel-last."""
+    ns = compiled(generated(symbn.LayerSpec()))
+    rng = np.random.default_rng(8)
+    x, dy, gamma = rng.standard_normal((3, 4, 5, 2)), rng.standard_normal((3, 4, 5, 2)), \
+        rng.standard_normal(4)
+    x0, dy0 = x.copy(), dy.copy()
+    dx, dgamma, _ = ns["backward"](dy, x, gamma, axis=1)
+    assert np.array_equal(x, x0) and np.array_equal(dy, dy0)
+    last = ns["backward"](np.moveaxis(dy, 1, -1), np.moveaxis(x, 1, -1), gamma, axis=-1)
+    np.testing.assert_allclose(np.moveaxis(last[0], -1, 1), dx, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(last[1], dgamma, rtol=1e-12)
+
+
+def test_peak_memory_is_at_most_three_input_sized_arrays(generated):
+    """tracemalloc's peak during backward (its result included) stays within 3 input sizes."""
+    ns = compiled(generated(symbn.LayerSpec()))
+    rng = np.random.default_rng(9)
+    x, dy = rng.standard_normal((512, 64)), rng.standard_normal((512, 64))
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        ns["backward"](dy, x, np.ones(64))
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert peak <= 3 * x.nbytes
+
+
+def test_load_compiles_in_process_and_checks_backend():
+    """load gives a module with forward/backward; an unknown backend is an OptionError."""
+    module = codegen.load(symbn.LayerSpec(affine=False, mode="eval"))
+    x = np.arange(6.0).reshape(3, 2)
+    dx = module.backward(np.ones_like(x), x, np.zeros(2), np.full(2, 3.0), eps=1.0)
+    np.testing.assert_allclose(dx, np.full((3, 2), 0.5))
+    with pytest.raises(OptionError, match="backend='cupy'"):
+        codegen.generate_module(symbn.LayerSpec(), "cupy")
+
+
+def test_numexpr_backend_agrees_with_numpy(generated):
+    """The numexpr module computes the same gradients as the NumPy one."""
+    pytest.importorskip("numexpr")
+    for spec in (symbn.LayerSpec(), symbn.LayerSpec(eps_placement="std", mode="eval")):
+        a, b = compiled(generated(spec)), compiled(generated(spec, "numexpr"))
+        dy, x, params, _ = inputs(spec, (6, 3, 2), 1)
+        for u, v in zip(a["backward"](dy, x, *params, axis=1),
+                        b["backward"](dy, x, *params, axis=1), strict=True):
+            np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-14)
+
+
+def run_command(argv):
+    parser = argparse.ArgumentParser()
+    command.add_parser(parser.add_subparsers(dest="command"))
+    return command.run(parser.parse_args(argv))
+
+
+def test_command_writes_the_module(tmp_path, capsys, generated):
+    """`symbn codegen batchnorm -o FILE` writes exactly generate_module's source."""
+    out = tmp_path / "bn_grad.py"
+    assert run_command(["codegen", "batchnorm", "--eps-placement", "std", "-o", str(out)]) == 0
+    assert out.read_text() == generated(symbn.LayerSpec(eps_placement="std"))
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_command_rejects_bad_backend_and_file_name(tmp_path):
+    """A wrong --backend or an output not ending in .py is an OptionError (exit 2 in the CLI)."""
+    with pytest.raises(OptionError, match="backend"):
+        run_command(["codegen", "batchnorm", "--backend", "jax", "-o", str(tmp_path / "a.py")])
+    with pytest.raises(OptionError, match="--output"):
+        run_command(["codegen", "batchnorm", "-o", str(tmp_path / "a.txt")])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", VARIANTS, ids=lambda s: s.describe())
+def test_float32_hard_inputs_for_every_variant(spec, generated):
+    """Every variant, float32: mean 1e4, constant channels, variance below eps, within 1e-6."""
+    ns = compiled(generated(spec))
+    d = symbn.derive(spec)
+    rng = np.random.default_rng(11)
+    hard = [(1e4 + rng.standard_normal((32, 3))),
+            np.tile([3.7, -11.0, 1e7], (32, 1)),
+            (-11 + 1e-3 * rng.standard_normal((32, 3)))]
+    for x in hard:
+        x = x.astype(np.float32)
+        dy = rng.standard_normal(x.shape).astype(np.float32)
+        params = [np.float32([0.5, 1.0, 2.0])] if spec.affine else []
+        if spec.mode == "eval":
+            params += [x.mean(axis=0, dtype=np.float64) + 0.25, np.array([0.5, 1e-7, 2.0])]
+        got = ns["backward"](dy, x, *params)
+        ref = reference(spec, dy, x, *params, derivation=d)
+        assert max(relative_errors(spec, got, ref).values()) <= 1e-6
