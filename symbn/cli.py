@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from symbn import __version__
-from symbn.commands import codegen, derive, latex, render
+from symbn.commands import check, codegen, derive, latex, render, testgen, verify
 from symbn.errors import SymbnError
 
-COMMANDS = (derive, codegen, latex, render)
+COMMANDS = (derive, codegen, verify, check, testgen, latex, render)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,112 @@
+"""Inputs for checking a backward function: the :class:`Case` type and symbn's own inputs.
+
+symbn's inputs (:func:`default_cases`) always use random upstream gradients and γ ≠ 1, and
+cover m = 1, 2, 8, 256, an NCHW input, a large mean offset, a constant channel, variance below ε,
+tiny and large γ, a large ε and, in float32, |x| near overflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from symbn.errors import OptionError
+from symbn.spec import LayerSpec
+
+__all__ = ["DTYPES", "Case", "default_cases"]
+
+DTYPES: tuple[str, ...] = ("float64", "float32")
+
+@dataclass(frozen=True)
+class Case:
+    """One input to a backward function.
+
+    ``x`` and ``dy`` have any shape with the channel axis ``axis``; ``gamma`` (affine) and the
+    running statistics (eval mode) have one value per channel.
+    """
+
+    x: np.ndarray
+    dy: np.ndarray
+    gamma: np.ndarray | None = None
+    running_mean: np.ndarray | None = None
+    running_var: np.ndarray | None = None
+    eps: float = 1e-5
+    axis: int = -1
+    name: str = "case"
+
+    def describe(self) -> str:
+        """One line: name, shape, dtype, axis, ε and the range of x."""
+        x = np.asarray(self.x)
+        return (f"{self.name}: x{tuple(x.shape)} {x.dtype}, axis={self.axis}, eps={self.eps:g}, "
+                f"x in [{_g(x.min())}, {_g(x.max())}]")
+
+    def columns(self, array: np.ndarray) -> np.ndarray:
+        """``array`` (shaped like x) as ``(m, D)``: the channel axis last, the rest flattened."""
+        a = np.moveaxis(np.asarray(array), self.axis, -1)
+        return a.reshape(-1, a.shape[-1])
+
+    def arguments(self, spec: LayerSpec) -> tuple[Any, ...]:
+        """The positional arguments of the backward: dy, x[, gamma][, running stats]."""
+        args: list[Any] = [self.dy, self.x]
+        if spec.affine:
+            args.append(self.gamma)
+        if not spec.uses_batch_statistics:
+            args += [self.running_mean, self.running_var]
+        return tuple(args)
+
+
+def _g(v: Any) -> str:
+    return f"{float(v):.6g}"
+
+
+def default_cases(spec: LayerSpec, dtype: str = "float64", seed: int = 0) -> tuple[Case, ...]:
+    """The inputs symbn checks with: ordinary and hard, random upstream gradients, γ ≠ 1.
+
+    Batch sizes 1 (training with biased variance only), 2, 8 and 256; an NCHW input with
+    axis=1; a mean offset (1e7 in float64, 1e4 in float32) with unit spread; a constant
+    channel; variance below ε; tiny and large γ; ε = 0.5 (ε's placement visible at unit
+    spread); in float32, |x| near the float32 overflow. Deterministic for a given ``seed``.
+
+    >>> [c.name for c in default_cases(LayerSpec())][:3]
+    ['random (8, 4)', 'm=2', 'm=1']
+    """
+    if dtype not in DTYPES:
+        raise OptionError.bad_value("dtype", dtype, DTYPES)
+    rng = np.random.default_rng(seed)
+    cases: list[Case] = []
+
+    def add(name: str, x: np.ndarray, *, axis: int = -1, eps: float = 1e-5,
+            gamma: np.ndarray | None = None) -> None:
+        channels = x.shape[axis]
+        if gamma is None:
+            gamma = rng.choice([-1.0, 1.0], channels) * rng.uniform(0.5, 2.0, channels)
+        rm = rng.normal(size=channels) if not spec.uses_batch_statistics else None
+        rv = rng.uniform(0.25, 4.0, channels) if not spec.uses_batch_statistics else None
+        cases.append(Case(
+            x=x.astype(dtype), dy=rng.normal(size=x.shape).astype(dtype),
+            gamma=gamma.astype(dtype) if spec.affine else None,
+            running_mean=None if rm is None else rm.astype(dtype),
+            running_var=None if rv is None else rv.astype(dtype),
+            eps=eps, axis=axis, name=name))
+
+    spread = np.array([1.0, 3.0, 0.5, 2.0])
+    add("random (8, 4)", rng.normal(size=(8, 4)) * spread + np.array([0.0, 1.0, -2.0, 5.0]))
+    add("m=2", rng.normal(size=(2, 3)))
+    if spec.uses_batch_statistics and spec.variance == "biased":
+        add("m=1", rng.normal(size=(1, 3)))
+    add("large batch (256, 3)", rng.normal(size=(256, 3)) * 2 + 1)
+    add("NCHW (4, 3, 2, 2), axis=1", rng.normal(size=(4, 3, 2, 2)), axis=1)
+    offset = 1e7 if dtype == "float64" else 1e4
+    add(f"mean offset {offset:g}, unit spread", offset + rng.normal(size=(16, 2)))
+    constant = rng.normal(size=(6, 3))
+    constant[:, 0] = 0.75
+    add("constant channel 0", constant)
+    add("variance below eps", 2.0 + 1e-5 * rng.normal(size=(10, 2)))
+    add("tiny and large gamma", rng.normal(size=(12, 4)),
+        gamma=np.array([1e-6, 1e4, -3e-5, -2e3]))
+    add("eps = 0.5", rng.normal(size=(12, 3)) * np.array([1.0, 0.3, 2.0]), eps=0.5)
+    if dtype == "float32":
+        add("|x| near float32 overflow", 1e37 * (1 + 0.5 * rng.normal(size=(8, 2))))
+    return tuple(cases)

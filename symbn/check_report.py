@@ -1,0 +1,138 @@
+"""What a check of a backward function reports: per output, per input, and overall."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from symbn.cases import Case
+from symbn.spec import LayerSpec
+
+__all__ = ["UNINFORMATIVE", "CaseResult", "CheckReport", "OutputCheck"]
+
+UNINFORMATIVE = 0.05        # a tolerance this loose cannot tell right from wrong
+
+
+@dataclass(frozen=True)
+class OutputCheck:
+    """The worst element of one output on one case.
+
+    ``error`` is ``|analytic − reference| / (|reference| + scale)`` at its worst element, where
+    scale is the output's natural size for that channel (dx: |γ|·r·max|dy|; dγ: Σ|dy·x̂| +
+    |μ|·r·Σ|dy|, which includes what rounding x − μ costs; dβ: Σ|dy|), so that outputs
+    that cancel to ~0 (m = 2, dy constant) are judged fairly.
+    """
+
+    output: str
+    case: str
+    error: float
+    tolerance: float
+    index: tuple[int, ...] = ()
+    analytic: float = math.nan
+    reference: float = math.nan
+    note: str = ""
+    valid: bool = True      # False: the output was missing, of the wrong shape or not numbers
+
+    @property
+    def informative(self) -> bool:
+        """False when the tolerance is too loose to tell right from wrong."""
+        return self.tolerance < UNINFORMATIVE
+
+    @property
+    def passed(self) -> bool:
+        """Within tolerance (an uninformative check only needs finite values)."""
+        if not self.valid:
+            return False
+        if not self.informative:
+            return math.isfinite(self.analytic) or not math.isfinite(self.reference)
+        return self.error <= self.tolerance
+
+    def line(self) -> str:
+        """``dx: error 3.1e-16 (tolerance 4.2e-14) at [2, 0]: analytic … reference …``."""
+        where = f" at {list(self.index)}" if self.index else ""
+        status = "ok" if self.passed else "FAIL"
+        if not self.informative:
+            status += ", uninformative"
+        text = (f"{self.output}: {status}, relative error {self.error:.3g} "
+                f"(tolerance {self.tolerance:.3g}){where}: analytic {self.analytic!r} "
+                f"reference {self.reference!r}")
+        return text + (f" [{self.note}]" if self.note else "")
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """Every output of one case, or the reason none could be compared."""
+
+    case: Case
+    outputs: tuple[OutputCheck, ...]
+    error: str = ""
+    tolerance_note: str = ""
+
+    @property
+    def passed(self) -> bool:
+        """No error and every output within tolerance."""
+        return not self.error and all(o.passed for o in self.outputs)
+
+    def explain(self) -> str:
+        """The input and, per output, the worst error with both values."""
+        lines = [self.case.describe()]
+        if self.error:
+            lines.append(f"  error: {self.error}")
+        lines += [f"  {o.line()}" for o in self.outputs]
+        if self.tolerance_note:
+            lines.append(f"  tolerance: {self.tolerance_note}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """The outcome of :func:`check_backward`."""
+
+    spec: LayerSpec
+    dtype: str
+    cases: tuple[CaseResult, ...]
+    warnings: tuple[str, ...] = ()
+    tolerance_rule: str = field(default="", repr=False)
+
+    @property
+    def passed(self) -> bool:
+        """True when every case passed."""
+        return all(c.passed for c in self.cases)
+
+    def worst(self) -> dict[str, OutputCheck]:
+        """Per output, the check closest to (or furthest past) its tolerance."""
+        out: dict[str, OutputCheck] = {}
+        for c in self.cases:
+            for o in c.outputs:
+                best = out.get(o.output)
+                if best is None or _severity(o) > _severity(best):
+                    out[o.output] = o
+        return out
+
+    def format(self) -> str:
+        """A table for people: per output the worst case, then failures and warnings."""
+        verdict = "PASS" if self.passed else "FAIL"
+        lines = [f"check of a backward for {self.spec.describe()}, {self.dtype}: {verdict} "
+                 f"({sum(c.passed for c in self.cases)}/{len(self.cases)} inputs)",
+                 f"{'output':<8}{'worst rel. error':>18}{'tolerance':>12}  input"]
+        for name, o in self.worst().items():
+            lines.append(f"{name:<8}{o.error:>18.3g}{o.tolerance:>12.3g}  {o.case}")
+            lines.append(f"{'':8}analytic {o.analytic!r} reference {o.reference!r}"
+                         + (f" at {list(o.index)}" if o.index else ""))
+        failed = [c for c in self.cases if not c.passed]
+        if failed:
+            lines.append("failures:")
+            lines += ["  " + c.explain().replace("\n", "\n  ") for c in failed]
+        lines += [f"warning: {w}" for w in self.warnings]
+        if self.tolerance_rule:
+            lines.append(f"tolerance rule: {self.tolerance_rule}")
+        return "\n".join(lines)
+
+    __str__ = format
+
+
+def _severity(o: OutputCheck) -> float:
+    """Error over tolerance; failures of uninformative checks rank first, passes last."""
+    if not o.informative:
+        return -1.0 if o.passed else math.inf
+    return o.error / o.tolerance if o.valid else math.inf

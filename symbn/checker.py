@@ -1,0 +1,368 @@
+"""Check anyone's backward function against symbn's proven gradient.
+
+The function under test has the signature of symbn's generated code::
+
+    backward(dy, x, gamma, *, eps, axis) -> (dx, dgamma, dbeta)
+
+``axis`` is the channel axis (statistics reduce over every other axis); in eval mode
+``running_mean, running_var`` follow ``gamma``; without affine there is no ``gamma`` and the
+function returns ``dx`` alone. Each input is compared with the mpmath reference
+(:class:`symbn.reference.Reference`), output by output, with a tolerance derived from the
+dtype and the conditioning of that input (see :func:`tolerance`) and reported with it.
+
+Vacuity: a check that cannot tell right from wrong is flagged. symbn's own inputs use random
+upstream gradients and γ ≠ 1; for inputs a user supplies, :func:`check_backward` warns about
+degenerate data (m = 1, an upstream gradient constant along the batch, γ ≡ 1) and runs
+*mutants* of the proven closed form (a term dropped, a sign flipped, γ left out, the batch
+statistics held constant): a mutant that passes on every input means the inputs are too weak.
+
+>>> import numpy as np
+>>> def backward(dy, x, gamma, *, eps, axis):
+...     mu, var = x.mean(axis=0), x.var(axis=0)
+...     r = 1 / np.sqrt(var + eps)
+...     xhat = (x - mu) * r
+...     m = x.shape[0]
+...     dx = gamma * r / m * (m * dy - dy.sum(0) - xhat * (dy * xhat).sum(0))
+...     return dx, (dy * xhat).sum(0), dy.sum(0)
+>>> check_backward(backward, cases=[default_cases(LayerSpec())[0]]).passed
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from symbn import symbols as S
+from symbn.cases import DTYPES, Case, default_cases
+from symbn.check_report import UNINFORMATIVE, CaseResult, CheckReport, OutputCheck
+from symbn.errors import OptionError
+from symbn.reference import Reference, evaluate_hoisted
+from symbn.spec import LayerSpec
+from symbn.targets import load_function
+
+__all__ = [
+    "DTYPES",
+    "UNINFORMATIVE",
+    "Case",
+    "CaseResult",
+    "CheckReport",
+    "OutputCheck",
+    "check_backward",
+    "check_case",
+    "default_cases",
+    "load_function",
+    "tolerance",
+]
+
+SAFETY = 16.0               # tolerance = SAFETY · u · κ · (1 + √m)
+
+
+# -- tolerances ------------------------------------------------------------------------------
+
+TOLERANCE_RULE = (
+    "per channel, tolerance = 16 · u · κ · (1 + √m), u = unit roundoff of the dtype, "
+    "m = elements per channel; for dx κ = (1 + |μ|·r)·(1 + max|x̂|) (digits lost forming "
+    "x − μ against the scale 1/r, and the size of the x̂·Σ(dy·x̂) term); for dgamma and dbeta "
+    "κ = 1 (dgamma's scale Σ|dy·x̂| + |μ|·r·Σ|dy| already holds the cost of x − μ); "
+    "differences below 16 subnormal spacings of the dtype count as 0. A channel whose "
+    "tolerance exceeds 0.05 is uninformative: only finiteness is checked"
+)
+
+
+def tolerance(dtype: Any, m: int, kappa: Any) -> Any:
+    """The relative tolerance for a result computed in ``dtype``, see ``TOLERANCE_RULE``.
+
+    >>> f"{tolerance('float64', 64, 1.0):.2e}"
+    '1.60e-14'
+    """
+    u = float(np.finfo(np.dtype(dtype)).eps) / 2
+    return SAFETY * u * np.minimum(kappa, 1 / u) * (1 + math.sqrt(m))
+
+
+# -- the reference on one case ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Truth:
+    grads: dict[str, np.ndarray]    # float64, in the case's layout (x-shaped, or (D,))
+    scales: dict[str, np.ndarray]   # per channel
+    kappas: dict[str, np.ndarray]   # per channel
+    m: int
+    columns: dict[str, Any] = field(repr=False)
+
+
+def _truth(ref: Reference, case: Case, dps: int) -> _Truth:
+    spec = ref.spec
+    x2, g2 = case.columns(case.x), case.columns(case.dy)
+    m, channels = x2.shape
+    gamma = np.asarray(case.gamma, dtype=np.float64) if spec.affine else np.ones(channels)
+    kw = {"eps": float(case.eps), "running_mean": case.running_mean,
+          "running_var": case.running_var}
+    with mpmath.workdps(dps):
+        grads = ref.gradient(g2, x2, gamma if spec.affine else None, **kw)
+        e = mpmath.mpf(float(case.eps))
+        params = ref._params(channels, gamma, None, case.running_mean, case.running_var)
+        stats = [ref.stats([mpmath.mpf(float(v)) for v in x2[:, c]], e,
+                           params["running_mean"][c], params["running_var"][c])
+                 for c in range(channels)]
+        r = np.array([float(s.r) for s in stats])
+        center = np.array([float(s.center) for s in stats])
+        xhat = np.array([[float(v) for v in s.xhat] for s in stats]).T
+    g64 = g2.astype(np.float64)
+    offset = np.abs(center) * r         # |μ|·r: what rounding x − μ costs, on x̂'s scale
+    scales = {"x": np.abs(gamma) * r * np.abs(g64).max(axis=0),
+              "gamma": np.abs(g64 * xhat).sum(axis=0) + offset * np.abs(g64).sum(axis=0),
+              "beta": np.abs(g64).sum(axis=0)}
+    kappas = {"x": (1 + offset) * (1 + np.abs(xhat).max(axis=0)),
+              "gamma": np.ones(channels), "beta": np.ones(channels)}
+    out = {}
+    for w, a in grads.items():
+        a64 = a.astype(np.float64)
+        if w == "x":
+            shape = np.moveaxis(np.asarray(case.x), case.axis, -1).shape
+            a64 = np.moveaxis(a64.reshape(shape), -1, case.axis)
+        out[w] = a64
+    cols = {"x": x2, "g": g2, "xhat": xhat, "gamma": gamma, "r": r, "stats": stats, "eps": e,
+            "dx": grads["x"].astype(np.float64)}
+    return _Truth(out, scales, kappas, m, cols)
+
+
+def _per_element(case: Case, per_channel: np.ndarray, like: np.ndarray, w: str) -> np.ndarray:
+    if w != "x":
+        return per_channel
+    layout = np.moveaxis(like, case.axis, -1).shape
+    return np.moveaxis(np.broadcast_to(per_channel, layout), -1, case.axis)
+
+
+def _compare(name: str, case: Case, analytic: Any, truth: _Truth, w: str,
+             dtype: Any) -> OutputCheck:
+    ref = truth.grads[w]
+    tol_c = tolerance(dtype, truth.m, truth.kappas[w])
+    try:
+        a = np.asarray(analytic)
+        if a.dtype == object or not np.issubdtype(a.dtype, np.number):
+            raise TypeError(f"dtype {a.dtype}")
+        a = a.astype(np.float64)
+    except (TypeError, ValueError) as error:
+        return OutputCheck(name, case.name, math.inf, float(tol_c.min()),
+                           note=f"not an array of numbers ({error})", valid=False)
+    if a.shape != ref.shape:
+        return OutputCheck(name, case.name, math.inf, float(tol_c.min()),
+                           note=f"shape {a.shape}, expected {ref.shape}", valid=False)
+    scale = _per_element(case, truth.scales[w], ref, w)
+    tol = _per_element(case, tol_c, ref, w)
+    with np.errstate(all="ignore"):
+        denom = np.abs(ref) + scale
+        # Results in the subnormal range carry an absolute error of a few spacings.
+        floor = 16 * float(np.finfo(dtype).smallest_subnormal)
+        diff = np.maximum(np.abs(a - ref) - floor, 0.0)
+        diff = np.where(np.isnan(diff), np.inf, diff)
+        err = np.where(diff == 0, 0.0, diff / np.where(denom > 0, denom, np.inf))
+        err = np.where((denom == 0) & (diff > 0), np.inf, err)
+        err = np.where(np.isfinite(a), err, np.inf)
+        informative = tol < UNINFORMATIVE
+        ratio = np.where(informative, err / tol, np.where(np.isfinite(a), -1.0, np.inf))
+    if not ratio.size:
+        return OutputCheck(name, case.name, 0.0, float(tol_c.min()))
+    idx = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+    note = "" if informative.all() else \
+        f"{int((~informative).sum())} element(s) in channels too ill-conditioned to check"
+    return OutputCheck(name, case.name, float(err[idx]), float(tol[idx]),
+                       tuple(int(k) for k in idx), float(a[idx]), float(ref[idx]), note)
+
+
+def _outputs(spec: LayerSpec, result: Any) -> dict[str, Any]:
+    if spec.affine:
+        if not isinstance(result, (tuple, list)) or len(result) != 3:
+            raise TypeError(f"expected (dx, dgamma, dbeta), got {_kind(result)}")
+        return dict(zip(("x", "gamma", "beta"), result, strict=True))
+    if isinstance(result, (tuple, list)):
+        if len(result) != 1:
+            raise TypeError(f"without affine the backward returns dx alone, got {_kind(result)}")
+        result = result[0]
+    return {"x": result}
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)}"
+    return type(value).__name__
+
+
+OUTPUT_NAMES = {"x": "dx", "gamma": "dgamma", "beta": "dbeta"}
+
+
+def check_case(fn: Callable[..., Any], case: Case, *, spec: LayerSpec | None = None,
+               dps: int = 30, reference: Reference | None = None) -> CaseResult:
+    """Run ``fn`` on one case and compare each output with the reference.
+
+    >>> import numpy as np
+    >>> case = default_cases(LayerSpec(mode="eval", affine=False))[0]
+    >>> def wrong(dy, x, running_mean, running_var, *, eps, axis):
+    ...     return dy / np.sqrt(running_var)          # ε left out
+    >>> check_case(wrong, case, spec=LayerSpec(mode="eval", affine=False)).passed
+    False
+    """
+    spec = spec or LayerSpec()
+    ref = reference or Reference(spec)
+    truth = _truth(ref, case, dps)
+    dtype = np.asarray(case.x).dtype
+    dtype = dtype if dtype.kind == "f" else np.dtype(np.float64)
+    kappa = max(float(k.max()) for k in truth.kappas.values())
+    note = f"16·u·κ·(1+√m) with u = {np.finfo(dtype).eps / 2:.3g} ({dtype}), " \
+           f"m = {truth.m}, largest κ = {kappa:.3g}"
+    try:
+        with np.errstate(all="ignore"):     # overflow or 0/0 shows up in the comparison
+            outputs = _outputs(spec, fn(*case.arguments(spec), eps=case.eps, axis=case.axis))
+    except Exception as error:
+        return CaseResult(case, (), f"the backward raised {type(error).__name__}: {error}", note)
+    checks = tuple(_compare(OUTPUT_NAMES[w], case, outputs[w], truth, w, dtype)
+                   for w in outputs)
+    return CaseResult(case, checks, "", note)
+
+
+# -- symbn's own inputs -----------------------------------------------------------------------
+
+# -- vacuity ---------------------------------------------------------------------------------
+
+def mutants(ref: Reference) -> dict[str, sp.Expr]:
+    """Wrong variants of the proven ∂L/∂x, each the shape of a classic bug.
+
+    >>> names = sorted(mutants(Reference(LayerSpec())))
+    >>> len(names), names[:2]
+    (9, ['dy used instead of gamma*dy', 'inverse std read as a variance'])
+    """
+    d = ref.derivation
+    closed = d.closed_symbolic["x"]
+    out: dict[str, sp.Expr] = {}
+    if d.spec.affine:
+        out["dy used instead of gamma*dy"] = closed.xreplace({S.gamma: sp.Integer(1)})
+    if d.spec.uses_batch_statistics:
+        g = S.element_function("g")(S.i)
+        out["mu and var treated as constants"] = (S.gamma if d.spec.affine else 1) * S.r * g
+    out["inverse std read as a variance"] = closed.xreplace({S.r: 1 / sp.sqrt(S.r + S.eps)})
+    inner = [a for a in sp.Mul.make_args(closed) if isinstance(a, sp.Add)]
+    if inner:
+        terms = sp.Add.make_args(inner[0])
+        for t in terms:
+            rest = sp.Add(*(u for u in terms if u != t))
+            out[f"term {t} missing"] = closed.xreplace({inner[0]: rest})
+            out[f"sign of {t} flipped"] = closed.xreplace({inner[0]: rest - t})
+    return out
+
+
+def _surviving_mutants(ref: Reference, cases: Sequence[Case],
+                       results: Sequence[CaseResult], dps: int) -> list[str]:
+    alive = dict(mutants(ref))
+    for case, result in zip(cases, results, strict=True):
+        if not alive:
+            break
+        dx = [o for o in result.outputs if o.output == "dx"]
+        if not dx or not dx[0].informative:
+            continue
+        truth = _truth(ref, case, dps)
+        dtype = np.asarray(case.x).dtype
+        tol = tolerance(dtype if dtype.kind == "f" else np.float64, truth.m, truth.kappas["x"])
+        for name, expr in list(alive.items()):
+            if _distinguishes(ref, truth, expr, tol, dps):
+                del alive[name]
+    return sorted(alive)
+
+
+def _distinguishes(ref: Reference, truth: _Truth, expr: sp.Expr, tol: np.ndarray,
+                   dps: int) -> bool:
+    cols = truth.columns
+    x2, g2 = cols["x"], cols["g"]
+    with mpmath.workdps(dps):
+        for c in range(x2.shape[1]):
+            st = cols["stats"][c]
+            if ref._at_limit(st):
+                continue
+            scalars = ref._scalars(st, cols["eps"], mpmath.mpf(float(cols["gamma"][c])),
+                                   st.center, st.variance)
+            elements = {"x": [mpmath.mpf(float(v)) for v in x2[:, c]],
+                        "g": [mpmath.mpf(float(v)) for v in g2[:, c]], "xhat": st.xhat}
+            wrong = np.array([float(v) for v in evaluate_hoisted(expr, elements, scalars)])
+            right = cols["dx"][:, c]
+            denom = np.abs(right) + truth.scales["x"][c]
+            if tol[c] >= UNINFORMATIVE:
+                continue
+            if (np.abs(wrong - right) / np.where(denom > 0, denom, np.inf)).max() > tol[c]:
+                return True
+    return False
+
+
+def degenerate_data_warnings(spec: LayerSpec, cases: Sequence[Case]) -> list[str]:
+    """Warnings about inputs under which right and wrong backwards look alike."""
+    warnings = []
+    for case in cases:
+        x2, g2 = case.columns(case.x), case.columns(case.dy)
+        if spec.uses_batch_statistics and x2.shape[0] == 1:
+            warnings.append(f"{case.name}: m = 1 makes dx ≡ 0 for every backward that returns "
+                            "0 there; use m >= 2")
+        elif spec.uses_batch_statistics and np.all(g2 == g2[:1]):
+            warnings.append(f"{case.name}: dy is constant along the batch, which makes dx ≡ 0 "
+                            "for right and many wrong backwards; use a random dy")
+        if spec.affine and case.gamma is not None and np.all(np.asarray(case.gamma) == 1):
+            warnings.append(f"{case.name}: gamma ≡ 1 hides a backward that uses dy instead of "
+                            "gamma*dy; use gamma != 1")
+    return warnings
+
+
+# -- the user-facing check --------------------------------------------------------------------
+
+def check_backward(fn: Callable[..., Any], layer: str = "batchnorm", *,
+                   eps_placement: str = "sqrt", variance: str = "biased", affine: bool = True,
+                   mode: str = "train", dtype: str = "float64",
+                   cases: Iterable[Case] | None = None, seed: int = 0,
+                   dps: int = 30) -> CheckReport:
+    """Check a backward function against symbn's proven gradient.
+
+    Parameters
+    ----------
+    fn
+        ``fn(dy, x, gamma, *, eps, axis) -> (dx, dgamma, dbeta)`` (see the module docstring
+        for eval mode and ``affine=False``).
+    layer, eps_placement, variance, affine, mode
+        The variant ``fn`` implements (as in :class:`symbn.LayerSpec`).
+    dtype
+        ``"float64"`` or ``"float32"``: the dtype of symbn's inputs (ignored with ``cases``).
+    cases
+        Inputs to use instead of symbn's own (:func:`default_cases`); degenerate ones are
+        warned about, and so is a set of inputs on which a mutant of the right gradient passes.
+    seed
+        Seed of symbn's own inputs.
+    dps
+        Digits of the mpmath reference.
+
+    Returns
+    -------
+    CheckReport
+        ``report.passed``, per output the worst relative error with the input, both values and
+        the tolerance used; ``print(report)`` shows the table.
+
+    """
+    spec = LayerSpec(layer, eps_placement, variance, affine, mode)  # type: ignore[arg-type]
+    ref = Reference(spec)
+    own = cases is None
+    chosen = tuple(default_cases(spec, dtype, seed) if cases is None else cases)
+    if not chosen:
+        raise OptionError.bad_value("cases", [], "give at least one Case")
+    results = tuple(check_case(fn, c, spec=spec, dps=dps, reference=ref) for c in chosen)
+    warnings = [] if own else degenerate_data_warnings(spec, chosen)
+    skipped = [f"{o.case}: {o.output} not checked: tolerance {o.tolerance:.2g} is too loose "
+               f"for {np.asarray(r.case.x).dtype} on this input"
+               for r in results for o in r.outputs if not o.informative]
+    warnings += skipped
+    if not own:
+        survivors = _surviving_mutants(ref, chosen, results, dps)
+        warnings += [f"vacuous: these inputs cannot tell the right dx from one with {s}"
+                     for s in survivors]
+    used = str(np.asarray(chosen[0].x).dtype)
+    return CheckReport(spec, used, results, tuple(warnings), TOLERANCE_RULE)

@@ -1,0 +1,43 @@
+"""``symbn check``: check a user's backward function against symbn's proven gradient."""
+
+from __future__ import annotations
+
+import argparse
+
+from symbn.cases import DTYPES
+from symbn.checker import check_backward
+from symbn.commands.options import add_variant_flags, spec_from_args
+from symbn.errors import OptionError
+from symbn.targets import load_function
+
+NAME = "check"
+HELP = "check your own backward function against symbn's proven gradient"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register the subcommand."""
+    p = sub.add_parser(
+        NAME, help=HELP, description=HELP + ". The function must have the signature "
+        "backward(dy, x, gamma, *, eps, axis) -> (dx, dgamma, dbeta) (eval mode: running_mean, "
+        "running_var after gamma; --no-affine: no gamma, returns dx). Exit 0 on pass, 1 on fail.",
+        epilog="Example: symbn check path/to/layers.py:bn_backward --layer batchnorm")
+    p.add_argument("target", help="path/to/file.py:function or package.module:function")
+    p.add_argument("--layer", default="batchnorm", help="the normalization layer (default: "
+                                                         "batchnorm)")
+    add_variant_flags(p)
+    p.add_argument("--dtype", default="float64", metavar="{float64,float32}",
+                   help="dtype of the inputs symbn feeds the function (default: float64)")
+    p.add_argument("--seed", default=0, type=int, help="seed of symbn's inputs (default: 0)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the subcommand; returns the exit status."""
+    if args.dtype not in DTYPES:
+        raise OptionError.bad_value("--dtype", args.dtype, DTYPES)
+    spec = spec_from_args(args)
+    fn = load_function(args.target)
+    report = check_backward(fn, spec.layer, eps_placement=spec.eps_placement,
+                            variance=spec.variance, affine=spec.affine, mode=spec.mode,
+                            dtype=args.dtype, seed=args.seed)
+    print(report.format())
+    return 0 if report.passed else 1

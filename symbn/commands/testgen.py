@@ -1,0 +1,42 @@
+"""``symbn testgen``: write a pytest + hypothesis test file for a user's backward function."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from symbn.commands.options import add_layer_arguments, spec_from_args
+from symbn.testgen import generate_tests
+
+NAME = "testgen"
+HELP = "write a property-based test file checking your backward against symbn's gradient"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register the subcommand."""
+    p = sub.add_parser(
+        NAME, help=HELP, description=HELP + ".",
+        epilog="Example: symbn testgen batchnorm --target mypkg.layers:bn_backward "
+               "-o tests/test_bn_backward.py")
+    add_layer_arguments(p)
+    p.add_argument("--target", required=True,
+                   help="the function to test: package.module:function (or file.py:function)")
+    p.add_argument("-o", "--output", default=None, metavar="FILE",
+                   help="where to write the test file (default: standard output)")
+    p.add_argument("--dtype", default="float64", metavar="{float64,float32}",
+                   help="dtype of the generated inputs (default: float64)")
+    p.add_argument("--examples", default=200, type=int,
+                   help="hypothesis examples per property test (default: 200)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the subcommand; returns the exit status."""
+    spec = spec_from_args(args)
+    source = generate_tests(spec, args.target, dtype=args.dtype, examples=args.examples)
+    if args.output is None:
+        sys.stdout.write(source)
+    else:
+        Path(args.output).write_text(source, encoding="utf-8")
+        print(f"wrote {args.output}: tests for {args.target} ({spec.describe()})")
+    return 0

@@ -1,0 +1,209 @@
+"""Hypothesis strategies for normalization-layer inputs: write property tests in a few lines.
+
+Every strategy draws a handful of choices (batch size, kind of input, a seed) and builds the
+arrays with NumPy from the seed, so examples are cheap, shrink to small batches and simple
+kinds, and print as one readable line (:attr:`symbn.cases.Case.name`).
+
+>>> from hypothesis import given, settings
+>>> from symbn.checker import check_case
+>>> @settings(max_examples=5, deadline=None, derandomize=True)
+... @given(case=cases(hard=False, nchw=False))
+... def test_mine(case):
+...     def backward(dy, x, gamma, *, eps, axis):      # the function under test
+...         import numpy as np
+...         mu, var = x.mean(0), x.var(0)
+...         r = 1 / np.sqrt(var + eps)
+...         xhat, m = (x - mu) * r, x.shape[0]
+...         dx = gamma * r / m * (m * dy - dy.sum(0) - xhat * (dy * xhat).sum(0))
+...         return dx, (dy * xhat).sum(0), dy.sum(0)
+...     result = check_case(backward, case)
+...     assert result.passed, result.explain()
+>>> test_mine()
+
+Kinds of x (``X_KINDS``): ordinary data; hard data: a mean offset up to 1e7 with unit spread,
+a constant channel, variance below ε, and (float32 only) |x| near the float32 overflow.
+Kinds of γ (``GAMMA_KINDS``): ordinary (never 1), tiny, large. Kinds of upstream gradient
+(``DY_KINDS``): random; structured: constant (⇒ dx = 0 in training mode) and x̂ (⇒ for the
+default variant dx = γ·r·x̂·ε/(σ² + ε)).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+from symbn.cases import Case
+from symbn.spec import LayerSpec
+
+__all__ = [
+    "DY_KINDS",
+    "GAMMA_KINDS",
+    "X_KINDS",
+    "batch_sizes",
+    "cases",
+    "gammas",
+    "hard_cases",
+    "inputs",
+    "upstream_gradients",
+]
+
+X_KINDS: tuple[str, ...] = ("ordinary", "offset", "constant channel", "variance below eps",
+                            "near float32 overflow")
+GAMMA_KINDS: tuple[str, ...] = ("ordinary", "tiny", "large")
+DY_KINDS: tuple[str, ...] = ("random", "constant", "xhat")
+EPSILONS: tuple[float, ...] = (1e-5, 1e-3, 0.1)
+
+
+def batch_sizes(*, large: int = 256, smallest: int = 1) -> st.SearchStrategy[int]:
+    """Batch sizes m: 1, 2, small (3–16) and large (17–``large``); shrinks towards small.
+
+    >>> from hypothesis import find
+    >>> find(batch_sizes(smallest=2), lambda m: m < 5), find(batch_sizes(), lambda m: m > 100)
+    (2, 101)
+    """
+    return st.one_of(st.sampled_from([b for b in (1, 2) if b >= smallest]),
+                     st.integers(max(3, smallest), 16), st.integers(17, max(17, large)))
+
+
+def _seeds() -> st.SearchStrategy[int]:
+    return st.integers(0, 2**32 - 1)
+
+
+@st.composite
+def inputs(draw: st.DrawFn, shape: tuple[int, ...], *, axis: int = -1, dtype: str = "float64",
+           kind: str | None = None, eps: float = 1e-5, hard: bool = True) -> tuple[np.ndarray, str]:
+    """An input x of ``shape`` and a one-line description of how it was made.
+
+    ``kind`` is one of ``X_KINDS`` (drawn when not given: ordinary only unless ``hard``).
+    """
+    kinds = [k for k in X_KINDS if dtype == "float32" or k != "near float32 overflow"]
+    kind = kind or draw(st.sampled_from(kinds if hard else ["ordinary"]))
+    seed = draw(_seeds())
+    rng = np.random.default_rng(seed)
+    noise = np.moveaxis(rng.standard_normal(shape), axis, -1)
+    channels = noise.shape[-1]
+    if kind == "ordinary":
+        x = noise * rng.uniform(0.2, 5.0, channels) + rng.uniform(-3.0, 3.0, channels)
+        label = "ordinary"
+    elif kind == "offset":
+        offset = draw(st.sampled_from([1e3, 1e4, 1e5, 1e7])) * draw(st.sampled_from([1, -1]))
+        x, label = offset + noise, f"mean offset {offset:g}, unit spread"
+    elif kind == "constant channel":
+        x = noise * 2.0
+        c = draw(st.integers(0, channels - 1))
+        x[..., c] = draw(st.sampled_from([0.0, 0.75, 0.1, -3.3, 1e4]))
+        label = f"channel {c} constant {x.reshape(-1, channels)[0, c]:g}"
+    elif kind == "variance below eps":
+        x = 2.0 + 1e-2 * np.sqrt(eps) * noise
+        label = "variance below eps"
+    elif kind == "near float32 overflow":
+        x = 1e37 * (1 + 0.5 * noise)
+        label = "|x| near float32 overflow"
+    else:
+        raise ValueError(f"kind={kind!r} is not allowed; choose one of: {', '.join(X_KINDS)}")
+    return np.moveaxis(x, -1, axis).astype(dtype), f"x: {label} (seed {seed})"
+
+
+@st.composite
+def gammas(draw: st.DrawFn, channels: int, *, dtype: str = "float64",
+           kind: str | None = None, hard: bool = True) -> tuple[np.ndarray, str]:
+    """γ with one value per channel, never 1: ordinary (|γ| in [0.5, 2]), tiny or large."""
+    kind = kind or draw(st.sampled_from(GAMMA_KINDS if hard else ("ordinary",)))
+    seed = draw(_seeds())
+    rng = np.random.default_rng(seed)
+    sign = rng.choice([-1.0, 1.0], channels)
+    size = {"ordinary": (0.5, 2.0), "tiny": (1e-7, 1e-4), "large": (1e3, 1e5)}[kind]
+    value = sign * rng.uniform(*size, channels)
+    value[value == 1.0] = 1.5
+    return value.astype(dtype), f"gamma: {kind} (seed {seed})"
+
+
+def _xhat(spec: LayerSpec, x: np.ndarray, axis: int, eps: float, running_mean: Any,
+          running_var: Any) -> np.ndarray:
+    a = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1)
+    flat = a.reshape(-1, a.shape[-1])
+    if spec.uses_batch_statistics:
+        mu = flat.mean(axis=0)
+        var = ((flat - mu) ** 2).sum(axis=0) / (flat.shape[0] - (spec.variance == "unbiased"))
+    else:
+        mu, var = np.asarray(running_mean, np.float64), np.asarray(running_var, np.float64)
+    scale = np.sqrt(var + eps) if spec.eps_placement == "sqrt" else np.sqrt(var) + eps
+    return np.moveaxis((a - mu) / scale, -1, axis)
+
+
+@st.composite
+def upstream_gradients(draw: st.DrawFn, x: np.ndarray, *, axis: int = -1,
+                       kind: str | None = None, spec: LayerSpec | None = None,
+                       eps: float = 1e-5, running_mean: Any = None,
+                       running_var: Any = None) -> tuple[np.ndarray, str]:
+    """An upstream gradient dy shaped like x: random, constant per channel, or x̂."""
+    kind = kind or draw(st.sampled_from(DY_KINDS))
+    seed = draw(_seeds())
+    rng = np.random.default_rng(seed)
+    if kind == "random":
+        dy = rng.standard_normal(x.shape)
+    elif kind == "constant":
+        a = np.moveaxis(np.zeros(x.shape), axis, -1)
+        a[...] = rng.standard_normal(a.shape[-1])
+        dy = np.moveaxis(a, -1, axis)
+    elif kind == "xhat":
+        dy = _xhat(spec or LayerSpec(), x, axis, eps, running_mean, running_var)
+    else:
+        raise ValueError(f"kind={kind!r} is not allowed; choose one of: {', '.join(DY_KINDS)}")
+    return dy.astype(x.dtype), f"dy: {kind} (seed {seed})"
+
+
+@st.composite
+def cases(draw: st.DrawFn, layer: str = "batchnorm", *, eps_placement: str = "sqrt",
+          variance: str = "biased", affine: bool = True, mode: str = "train",
+          dtype: str = "float64", hard: bool = True, structured: bool = False,
+          max_channels: int = 4, large: int = 256, nchw: bool = True,
+          x_kind: str | None = None, dy_kind: str | None = None) -> Case:
+    """A complete input (:class:`symbn.cases.Case`) for a backward of the given variant.
+
+    ``hard`` adds the hard kinds of x and γ; ``structured`` adds constant and x̂ upstream
+    gradients (default: random dy only, so that a check is never vacuous). ``nchw`` also
+    draws 4-d inputs with the channel axis 1. ``x_kind``/``dy_kind`` pin a kind.
+    """
+    spec = LayerSpec(layer, eps_placement, variance, affine, mode)  # type: ignore[arg-type]
+    smallest = 2 if spec.uses_batch_statistics and variance == "unbiased" else 1
+    eps = draw(st.sampled_from(EPSILONS))
+    channels = draw(st.integers(1, max_channels))
+    if nchw and draw(st.booleans()):
+        n, h, w = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+        if n * h * w < smallest:
+            n = smallest
+        shape, axis = (n, channels, h, w), 1
+    else:
+        shape, axis = (draw(batch_sizes(large=large, smallest=smallest)), channels), -1
+    x, x_label = draw(inputs(shape, axis=axis, dtype=dtype, kind=x_kind, eps=eps, hard=hard))
+    gamma, g_label = draw(gammas(channels, dtype=dtype, hard=hard)) if affine else (None, "")
+    running_mean = running_var = None
+    if not spec.uses_batch_statistics:
+        rng = np.random.default_rng(draw(_seeds()))
+        flat = np.moveaxis(x.astype(np.float64), axis, -1).reshape(-1, channels)
+        spread = flat.std(axis=0) + np.sqrt(eps)
+        running_mean = (flat.mean(axis=0) + spread * rng.standard_normal(channels)).astype(dtype)
+        running_var = (spread**2 * rng.uniform(0.25, 4.0, channels)).astype(dtype)
+    dy_kinds = DY_KINDS if structured else ("random",)
+    dy, dy_label = draw(upstream_gradients(
+        x, axis=axis, kind=dy_kind or draw(st.sampled_from(dy_kinds)), spec=spec, eps=eps,
+        running_mean=running_mean, running_var=running_var))
+    labels = ", ".join(t for t in (x_label, g_label, dy_label) if t)
+    name = f"shape {shape} axis {axis} {dtype} eps {eps:g}; {labels}"
+    return Case(x=x, dy=dy, gamma=gamma, running_mean=running_mean, running_var=running_var,
+                eps=eps, axis=axis, name=name)
+
+
+def hard_cases(layer: str = "batchnorm", *, eps_placement: str = "sqrt",
+               variance: str = "biased", affine: bool = True, mode: str = "train",
+               dtype: str = "float64", structured: bool = False, max_channels: int = 4,
+               large: int = 256, nchw: bool = True) -> st.SearchStrategy[Case]:
+    """:func:`cases` restricted to the hard kinds of x (offset, constant, below ε, overflow)."""
+    kinds = [k for k in X_KINDS[1:] if dtype == "float32" or k != "near float32 overflow"]
+    return st.sampled_from(kinds).flatmap(lambda kind: cases(
+        layer, eps_placement=eps_placement, variance=variance, affine=affine, mode=mode,
+        dtype=dtype, hard=True, structured=structured, max_channels=max_channels, large=large,
+        nchw=nchw, x_kind=kind))

@@ -1,0 +1,42 @@
+"""Shared test configuration: hypothesis profiles and a guard on mpmath's precision.
+
+Profiles (choose with ``HYPOTHESIS_PROFILE=name``): ``default`` (hypothesis' defaults,
+derandomized, no deadline: the mpmath reference is slow on the first call), ``ci`` (the same,
+fewer examples), ``thorough`` (1000 examples per property, as mpmath's own conftest offers).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import mpmath
+import pytest
+from hypothesis import HealthCheck, settings
+
+_COMMON = {"deadline": None, "derandomize": True,
+           "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+settings.register_profile("default", **_COMMON)
+settings.register_profile("ci", max_examples=50, **_COMMON)
+settings.register_profile("thorough", max_examples=1000, **_COMMON)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture(autouse=True)
+def _mpmath_precision_is_local() -> Iterator[None]:
+    """Fail a test that leaves mpmath's global precision changed, and restore it."""
+    before = (mpmath.mp.prec, mpmath.mp.dps)
+    yield
+    after = (mpmath.mp.prec, mpmath.mp.dps)
+    mpmath.mp.prec = before[0]
+    assert after == before, f"mpmath precision changed from {before} to {after}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave ``@pytest.mark.slow`` tests out unless a marker expression is given (-m slow)."""
+    if config.getoption("markexpr"):
+        return
+    skip = pytest.mark.skip(reason="slow: exhaustive suite, run with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

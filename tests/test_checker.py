@@ -1,0 +1,431 @@
+"""The checker: rejects classic wrong backwards, accepts right ones, flags vacuous checks."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import symbn
+from symbn.checker import (
+    Case,
+    check_backward,
+    check_case,
+    default_cases,
+    load_function,
+    mutants,
+    tolerance,
+)
+from symbn.errors import OptionError
+from symbn.reference import Reference
+from symbn.strategies import cases, hard_cases
+
+# -- a zoo of backwards, written as users write them -----------------------------------------
+# All take (dy, x, gamma, *, eps, axis) with axis the channel axis and compute in float64
+# (as PyTorch's CPU kernel accumulates), returning arrays of the input dtype.
+
+
+def _layout(x: np.ndarray, axis: int) -> tuple[tuple[int, ...], list[int], int]:
+    axis %= x.ndim
+    axes = tuple(k for k in range(x.ndim) if k != axis)
+    shape = [1] * x.ndim
+    shape[axis] = x.shape[axis]
+    return axes, shape, x.size // x.shape[axis]
+
+
+def _out(x: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    return tuple(np.asarray(a).astype(x.dtype) for a in arrays)
+
+
+def staged(dy, x, gamma, *, eps, axis, bug=""):
+    """Ioffe & Szegedy, Section 3, step by step (∂x̂, ∂σ², ∂μ, ∂x)."""
+    axes, shape, m = _layout(x, axis)
+    x, dy, gamma = x.astype(np.float64), dy.astype(np.float64), gamma.reshape(shape)
+    mu = x.mean(axes, keepdims=True)
+    divisor = m - 1 if bug == "unbiased" else m
+    with np.errstate(all="ignore"):
+        var = ((x - mu) ** 2).sum(axes, keepdims=True) / divisor
+        inv = 1 / (np.sqrt(var) + eps) if bug == "eps outside" else 1 / np.sqrt(var + eps)
+        if bug == "invstd as var":
+            inv = 1 / np.sqrt(inv + eps)          # the saved inverse std read as a variance
+        xhat = (x - mu) * inv
+        dxhat = dy if bug == "no gamma" else dy * gamma
+        if bug == "constants":
+            dx = dxhat * inv
+        else:
+            dvar = np.sum(dxhat * (x - mu), axes, keepdims=True) * -0.5 * inv**3
+            dmu = np.sum(-dxhat * inv, axes, keepdims=True) \
+                + dvar * np.mean(-2 * (x - mu), axes, keepdims=True)
+            dx = dxhat * inv + dvar * 2 * (x - mu) / m + dmu / m
+    return _out(x, dx, np.sum(dy * xhat, axes), np.sum(dy, axes))
+
+
+def compact(dy, x, gamma, *, eps, axis, bug=""):
+    """The compact form dx = γr/m (m·dy − Σdy − x̂·Σ(dy·x̂))."""
+    axes, shape, m = _layout(x, axis)
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    mu = x64.mean(axes, keepdims=True)
+    r = 1 / np.sqrt(((x64 - mu) ** 2).mean(axes, keepdims=True) + eps)
+    xhat = (x64 - mu) * r
+    gamma = np.ones_like(gamma) if bug == "no gamma" else gamma
+    sum_dy = dy64.sum(axes, keepdims=True)
+    sum_dy_xhat = (dy64 * xhat).sum(axes, keepdims=True)
+    third = 0 if bug == "no xhat term" else xhat * sum_dy_xhat
+    second = -sum_dy if bug == "sign" else sum_dy
+    dx = gamma.reshape(shape) * r / m * (m * dy64 - second - third)
+    return _out(x, dx, sum_dy_xhat.reshape(-1), sum_dy.reshape(-1))
+
+
+def torch_style(dy, x, gamma, *, eps, axis):
+    """PyTorch's CPU kernel: dotp, sum, k = dotp·invstd²/n, dx = (dy − sum/n − xc·k)·invstd·w."""
+    axes, shape, n = _layout(x, axis)
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    mean = x64.mean(axes, keepdims=True)
+    invstd = 1 / np.sqrt(((x64 - mean) ** 2).mean(axes, keepdims=True) + eps)
+    xc = x64 - mean
+    dotp = (xc * dy64).sum(axes, keepdims=True)
+    total = dy64.sum(axes, keepdims=True)
+    k = dotp * invstd**2 / n
+    dx = (dy64 - total / n - xc * k) * invstd * gamma.reshape(shape)
+    return _out(x, dx, (dotp * invstd).reshape(-1), total.reshape(-1))
+
+
+def _bug(base: Callable[..., tuple[np.ndarray, ...]], bug: str) -> Callable[..., object]:
+    def backward(dy, x, gamma, *, eps, axis):
+        return base(dy, x, gamma, eps=eps, axis=axis, bug=bug)
+    backward.__name__ = f"{base.__name__}_{bug.replace(' ', '_')}"
+    return backward
+
+
+RIGHT = {"staged (Ioffe & Szegedy)": staged, "compact": compact,
+         "PyTorch invstd/k": torch_style}
+WRONG = {
+    "dy instead of gamma*dy": _bug(compact, "no gamma"),
+    "mu and var treated as constants": _bug(staged, "constants"),
+    "unbiased instead of biased variance": _bug(staged, "unbiased"),
+    "eps outside the sqrt": _bug(staged, "eps outside"),
+    "inverse std used as a variance": _bug(staged, "invstd as var"),
+    "xhat*sum(dy*xhat) term missing": _bug(compact, "no xhat term"),
+    "sign error in one term": _bug(compact, "sign"),
+}
+
+
+@pytest.fixture(scope="module")
+def reference() -> Reference:
+    return Reference(symbn.LayerSpec())
+
+
+# -- the must-shows ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", WRONG)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_each_wrong_backward_is_rejected(name: str, dtype: str) -> None:
+    """Each classic wrong backward fails the check, in float64 and in float32."""
+    report = check_backward(WRONG[name], dtype=dtype)
+    assert not report.passed
+    assert "FAIL" in report.format()
+
+
+@pytest.mark.parametrize("name", RIGHT)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_each_right_backward_is_accepted(name: str, dtype: str) -> None:
+    """Three right backwards in different styles pass, with no warnings in float64."""
+    report = check_backward(RIGHT[name], dtype=dtype)
+    assert report.passed, report.format()
+    if dtype == "float64":
+        assert report.warnings == ()
+
+
+def test_failure_report_names_input_and_both_values() -> None:
+    """The report names, per output, the worst error, the input and analytic/reference values."""
+    text = check_backward(WRONG["sign error in one term"]).format()
+    assert "dx" in text and "analytic" in text and "reference" in text
+    assert "random (8, 4)" in text and "tolerance" in text
+
+
+def test_a_gradient_off_by_one_part_in_a_million_fails() -> None:
+    """A right gradient scaled by 1 + 1e-6 fails in float64 (gradcheck's defaults pass it)."""
+    def scaled(dy, x, gamma, *, eps, axis):
+        dx, dg, db = compact(dy, x, gamma, eps=eps, axis=axis)
+        return dx * (1 + 1e-6), dg, db
+    assert not check_backward(scaled).passed
+
+
+def test_wrong_dgamma_alone_is_caught() -> None:
+    """A backward whose dx is right but dgamma is off by 2.001x fails on dgamma."""
+    def off(dy, x, gamma, *, eps, axis):
+        dx, dg, db = compact(dy, x, gamma, eps=eps, axis=axis)
+        return dx, dg * 2.001, db
+    report = check_backward(off)
+    assert not report.passed
+    assert not report.worst()["dgamma"].passed and report.worst()["dx"].passed
+
+
+@pytest.mark.parametrize("name", RIGHT)
+@settings(max_examples=100)
+@given(case=cases(hard=True, structured=True, large=64))
+def test_no_false_alarm_on_right_code(name: str, case: Case, reference: Reference) -> None:
+    """Right backwards pass on hypothesis inputs, hard ones included (default-run size)."""
+    result = check_case(RIGHT[name], case, reference=reference)
+    assert result.passed, result.explain()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", RIGHT)
+@settings(max_examples=2000)
+@given(data=st.data())
+def test_no_false_alarm_on_right_code_2000_examples(name: str, dtype: str, data: st.DataObject,
+                                                    reference: Reference) -> None:
+    """>= 2,000 hypothesis examples per right backward and dtype, hard inputs included."""
+    case = data.draw(cases(hard=True, structured=True, large=128, dtype=dtype), label="case")
+    result = check_case(RIGHT[name], case, reference=reference)
+    assert result.passed, result.explain()
+
+
+@settings(max_examples=50)
+@given(case=hard_cases(dtype="float32", large=64))
+def test_no_false_alarm_in_float32_hard_inputs(case: Case, reference: Reference) -> None:
+    """float32 hard inputs (offset, constant, below eps, near overflow) raise no false alarm."""
+    result = check_case(compact, case, reference=reference)
+    assert result.passed, result.explain()
+
+
+# -- tolerances, vacuity, robustness ----------------------------------------------------------
+
+def test_tolerance_follows_the_dtype_and_the_conditioning() -> None:
+    """float32 tolerances are 2^29 × float64 ones, and grow with κ and √m."""
+    assert tolerance("float32", 16, 1.0) / tolerance("float64", 16, 1.0) == pytest.approx(2**29)
+    assert tolerance("float64", 16, 10.0) == pytest.approx(10 * tolerance("float64", 16, 1.0))
+    assert tolerance("float64", 100, 1.0) > tolerance("float64", 4, 1.0)
+
+
+def test_report_states_the_tolerance_it_used() -> None:
+    """Each case says its tolerance and how it was derived."""
+    report = check_backward(compact)
+    assert "tolerance rule" in report.format()
+    assert all("u = 1.11e-16 (float64)" in c.tolerance_note for c in report.cases)
+
+
+def test_uninformative_float32_inputs_are_flagged_not_passed_silently() -> None:
+    """float32 at mean offset 1e4 leaves too few digits: a warning says dx was not checked."""
+    report = check_backward(compact, dtype="float32")
+    assert any("mean offset" in w and "not checked" in w for w in report.warnings)
+
+
+def _user_case(dy_const: bool = False, gamma_one: bool = False, m: int = 8) -> Case:
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(m, 3))
+    dy = np.ones_like(x) * np.array([0.3, -1.0, 2.0]) if dy_const else rng.normal(size=x.shape)
+    gamma = np.ones(3) if gamma_one else np.array([1.5, -0.7, 2.0])
+    return Case(x, dy, gamma, name="user data")
+
+
+def test_constant_upstream_gradient_is_flagged_as_vacuous() -> None:
+    """A user's dy constant along the batch: warned, and mutants survive (dx ≡ 0 for all)."""
+    report = check_backward(compact, cases=[_user_case(dy_const=True)])
+    assert report.passed
+    assert any("dy is constant" in w for w in report.warnings)
+    assert any(w.startswith("vacuous") for w in report.warnings)
+
+
+def test_gamma_one_hides_the_dy_bug_and_is_flagged() -> None:
+    """γ ≡ 1 lets 'dy instead of γ·dy' pass: the checker says so."""
+    report = check_backward(WRONG["dy instead of gamma*dy"], cases=[_user_case(gamma_one=True)])
+    assert report.passed
+    assert any("gamma ≡ 1" in w for w in report.warnings)
+    assert any("dy used instead of gamma*dy" in w for w in report.warnings)
+
+
+def test_batch_of_one_is_flagged() -> None:
+    """m = 1 makes dx ≡ 0: warned."""
+    report = check_backward(compact, cases=[_user_case(m=1)])
+    assert any("m = 1" in w for w in report.warnings)
+
+
+def test_good_user_data_gets_no_vacuity_warning() -> None:
+    """Random dy, γ ≠ 1, m = 8: every mutant of the closed form is caught, no warning."""
+    report = check_backward(compact, cases=[_user_case()])
+    assert report.passed and report.warnings == ()
+
+
+@pytest.mark.parametrize("spec", symbn.all_variants(), ids=lambda s: s.describe())
+def test_symbns_own_inputs_catch_every_mutant(spec: symbn.LayerSpec) -> None:
+    """For every variant, symbn's own inputs tell each mutant of the right dx apart."""
+    from symbn.checker import _surviving_mutants
+    ref = Reference(spec)
+    chosen = default_cases(spec)
+    results = [check_case(_reference_backward(ref), c, spec=spec, reference=ref) for c in chosen]
+    assert all(r.passed for r in results)
+    assert mutants(ref)
+    assert _surviving_mutants(ref, chosen, results, 30) == []
+
+
+def _reference_backward(ref: Reference) -> Callable[..., object]:
+    """The reference itself as a backward (float64), to exercise the checker on every variant."""
+    import mpmath
+
+    def backward(dy, x, *rest, eps, axis):
+        spec = ref.spec
+        gamma = rest[0] if spec.affine else None
+        stats = rest[1:] if spec.affine else rest
+        rm, rv = (stats[0], stats[1]) if spec.mode == "eval" else (None, None)
+        moved = np.moveaxis(x, axis, -1)
+        x2 = moved.reshape(-1, moved.shape[-1])
+        g2 = np.moveaxis(dy, axis, -1).reshape(x2.shape)
+        with mpmath.workdps(30):
+            grads = ref.gradient(g2, x2, gamma, eps=eps, running_mean=rm, running_var=rv)
+        dx = np.moveaxis(grads["x"].astype(float).reshape(moved.shape), -1, axis)
+        if not spec.affine:
+            return dx
+        return dx, grads["gamma"].astype(float), grads["beta"].astype(float)
+    return backward
+
+
+def test_exceptions_and_bad_outputs_are_failures_not_crashes() -> None:
+    """A backward that raises, returns the wrong shape or too few outputs: a failing report."""
+    def raises(dy, x, gamma, *, eps, axis):
+        raise RuntimeError("boom")
+
+    def flat(dy, x, gamma, *, eps, axis):
+        dx, dg, db = compact(dy, x, gamma, eps=eps, axis=axis)
+        return dx.ravel(), dg, db
+
+    def two(dy, x, gamma, *, eps, axis):
+        return compact(dy, x, gamma, eps=eps, axis=axis)[:2]
+
+    for fn, text in ((raises, "RuntimeError: boom"), (flat, "shape"), (two, "a tuple of 2")):
+        report = check_backward(fn)
+        assert not report.passed
+        assert text in report.format()
+
+
+def test_nan_output_fails() -> None:
+    """NaN in dx (e.g. 0/0 at a constant channel) is a failure."""
+    def nan(dy, x, gamma, *, eps, axis):
+        dx, dg, db = compact(dy, x, gamma, eps=eps, axis=axis)
+        dx = dx.copy()
+        dx.flat[0] = np.nan
+        return dx, dg, db
+    assert not check_backward(nan).passed
+
+
+def _codegen():  # the generated code comes from another issue's module
+    if importlib.util.find_spec("symbn.codegen") is None:
+        pytest.skip("symbn.codegen is not importable (the code-generation issue is not merged)")
+    from symbn import codegen
+    return codegen
+
+
+@pytest.mark.parametrize("spec", [symbn.LayerSpec(), symbn.LayerSpec(eps_placement="std")],
+                         ids=lambda s: s.describe())
+def test_generated_code_passes_the_checker(spec: symbn.LayerSpec) -> None:
+    """symbn's generated backward (symbn.codegen) passes in float64 (two variants)."""
+    codegen = _codegen()
+    report = check_backward(codegen.load(spec).backward, spec.layer,
+                            eps_placement=spec.eps_placement, variance=spec.variance,
+                            affine=spec.affine, mode=spec.mode)
+    assert report.passed, report.format()
+
+
+@pytest.mark.slow
+def test_generated_code_passes_the_checker_every_variant() -> None:
+    """symbn's generated backward passes in float64 for all 16 variants."""
+    codegen = _codegen()
+    for spec in symbn.all_variants():
+        report = check_backward(codegen.load(spec).backward, spec.layer,
+                                eps_placement=spec.eps_placement, variance=spec.variance,
+                                affine=spec.affine, mode=spec.mode)
+        assert report.passed, report.format()
+
+
+def test_load_function_reads_files_and_modules(tmp_path: Path) -> None:
+    """path.py:fn and module:fn load; a missing file or function is an OptionError."""
+    path = tmp_path / "mine.py"
+    path.write_text("def bw(dy, x, gamma, *, eps, axis):\n    return 1\n")
+    assert load_function(f"{path}:bw").__name__ == "bw"
+    assert load_function("symbn.checker:check_backward") is check_backward
+    for bad, text in ((f"{path}:nope", "no function 'nope'"),
+                      (f"{tmp_path}/missing.py:bw", "there is no file"),
+                      ("no_such_module_xyz:f", "cannot import module"),
+                      ("just_a_name", "path/to/file.py:function")):
+        with pytest.raises(OptionError, match=text):
+            load_function(bad)
+
+
+def test_unknown_dtype_is_refused() -> None:
+    """dtype must be float64 or float32, and the error says so."""
+    with pytest.raises(OptionError, match="float64"):
+        check_backward(compact, dtype="float16")
+
+
+# -- the command line -------------------------------------------------------------------------
+
+RIGHT_FILE = '''\
+import numpy as np
+
+
+def backward(dy, x, gamma, *, eps, axis):
+    mu, var = x.mean(0), x.var(0)
+    r = 1 / np.sqrt(var + eps)
+    xhat, m = (x - mu) * r, x.shape[0]
+    dx = gamma * r / m * (m * dy - dy.sum(0) - xhat * (dy * xhat).sum(0))
+    return dx, (dy * xhat).sum(0), dy.sum(0)
+
+
+def forgot_gamma(dy, x, gamma, *, eps, axis):
+    dx, dgamma, dbeta = backward(dy, x, gamma, eps=eps, axis=axis)
+    return dx / gamma, dgamma, dbeta
+'''
+
+
+@pytest.fixture()
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """Run `symbn ARGS` (adding the check command if the lead has not wired it in yet)."""
+    from symbn import cli as cli_module
+    from symbn.commands import check
+    if check not in cli_module.COMMANDS:
+        monkeypatch.setattr(cli_module, "COMMANDS", (*cli_module.COMMANDS, check))
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = cli_module.main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run
+
+
+def test_check_command_names_the_input_a_2d_only_backward_fails_on(tmp_path: Path, cli) -> None:
+    """`symbn check file.py:fn`: a right but (m, D)-only backward fails only on NCHW inputs."""
+    path = tmp_path / "mine.py"
+    path.write_text(RIGHT_FILE)
+    code, out, _ = cli("check", f"{path}:backward", "--layer", "batchnorm")
+    # The file only handles (m, D) with axis=-1: symbn's NCHW input (axis=1) fails, by name.
+    assert code == 1 and "NCHW" in out
+    assert "random (8, 4)" not in out.split("failures:")[1]
+
+
+def test_check_command_fails_wrong_code_with_values(tmp_path: Path, cli) -> None:
+    """Exit 1 and the analytic/reference values for a backward that drops γ."""
+    path = tmp_path / "mine.py"
+    path.write_text(RIGHT_FILE)
+    code, out, _ = cli("check", f"{path}:forgot_gamma", "--layer", "batchnorm")
+    assert code == 1 and "FAIL" in out and "analytic" in out and "reference" in out
+
+
+def test_check_command_passes_and_exits_zero(cli) -> None:
+    """Exit 0 and PASS for a right backward that handles any axis."""
+    code, out, _ = cli("check", f"{Path(__file__).resolve()}:compact", "--dtype", "float32")
+    assert code == 0 and "PASS" in out
+
+
+@pytest.mark.parametrize("target", ["missing/file.py:fn", f"{Path(__file__).resolve()}:nope",
+                                    "no_such_module_xyz:f"])
+def test_check_command_bad_target_is_one_line_exit_2(target: str, cli) -> None:
+    """A bad path, module or function name: one line on stderr, exit status 2."""
+    code, out, err = cli("check", target)
+    assert code == 2 and out == "" and err.count("\n") == 1 and "target" in err

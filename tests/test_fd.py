@@ -1,0 +1,174 @@
+"""Finite differences: Richardson accuracy, full and directional modes, the Taylor test."""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import pytest
+
+import symbn
+from symbn import fd
+from symbn.errors import OptionError
+from symbn.reference import Reference
+
+
+@pytest.fixture(scope="module")
+def ref() -> Reference:
+    return Reference(symbn.LayerSpec())
+
+
+def sample(seed: int = 0, shape: tuple[int, int] = (6, 3)) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"dy": rng.normal(size=shape), "x": rng.normal(size=shape) * 2 + 1,
+            "gamma": rng.uniform(0.5, 2, shape[1]), "beta": rng.normal(size=shape[1])}
+
+
+def test_richardson_reaches_the_working_precision_on_a_known_derivative() -> None:
+    """d/dt sin(1 + t) at 0 is cos 1: 3 Richardson levels at the tied step give >= 45 digits."""
+    with mpmath.workdps(fd.working_dps(50, 3)):
+        est = fd.central_difference(lambda t: mpmath.sin(1 + t), step=fd.step_for(50, 3))
+        error = abs(est.value - mpmath.cos(1))
+    assert error < mpmath.mpf(10) ** -45
+
+
+def test_richardson_beats_a_plain_central_difference_at_the_same_step() -> None:
+    """Extrapolation removes the h² term: far smaller error than one central difference."""
+    with mpmath.workdps(60):
+        f = lambda t: mpmath.exp(2 * t) / (1 + t**2)  # noqa: E731
+        exact = mpmath.diff(f, 0)
+        plain = fd.central_difference(f, step=mpmath.mpf("1e-3"), levels=1)
+        extrapolated = fd.central_difference(f, step=mpmath.mpf("1e-3"), levels=4)
+        assert abs(extrapolated.value - exact) < abs(plain.value - exact) * mpmath.mpf(10) ** -10
+
+
+def test_levels_must_be_positive() -> None:
+    """levels=0 is refused, naming what is allowed."""
+    with pytest.raises(OptionError, match="at least 1"):
+        fd.central_difference(lambda t: t, step=1, levels=0)
+
+
+def test_full_gradient_agrees_with_the_closed_form(ref: Reference) -> None:
+    """Every partial by FD matches the proven gradient to >= 30 digits at dps=50."""
+    d = sample()
+    numeric = fd.full_gradient(ref, d["dy"], d["x"], d["gamma"], d["beta"], eps=1e-5, dps=50)
+    with mpmath.workdps(50):
+        exact = ref.gradient(d["dy"], d["x"], d["gamma"], eps=1e-5)
+    assert min(fd.agreement_digits(exact[w], numeric[w]) for w in exact) >= 30
+
+
+def test_full_gradient_tells_a_wrong_gradient_apart(ref: Reference) -> None:
+    """A gradient off by one part in 1e12 agrees with FD to only ~12 digits."""
+    d = sample(1)
+    numeric = fd.full_gradient(ref, d["dy"], d["x"], d["gamma"], d["beta"], eps=1e-5, dps=40)
+    with mpmath.workdps(40):
+        wrong = ref.gradient(d["dy"], d["x"], d["gamma"], eps=1e-5)["x"] * \
+            (1 + mpmath.mpf("1e-12"))
+    assert 10 < fd.agreement_digits(wrong, numeric["x"]) < 14
+
+
+def test_offset_inputs_keep_their_digits(ref: Reference) -> None:
+    """x = 1e7 + N(0,1): the extra working digits keep >= 30 digits of agreement."""
+    d = sample(2, (5, 2))
+    d["x"] = 1e7 + d["x"]
+    numeric = fd.full_gradient(ref, d["dy"], d["x"], d["gamma"], d["beta"], eps=1e-5, dps=50)
+    with mpmath.workdps(50):
+        exact = ref.gradient(d["dy"], d["x"], d["gamma"], eps=1e-5)
+    assert fd.agreement_digits(exact["x"], numeric["x"]) >= 30
+
+
+def test_directional_projections_agree(ref: Reference) -> None:
+    """uᵀJv by FD of L(x + t v) equals ∇L·v to >= 30 digits for random directions."""
+    d = sample(3, (64, 3))
+    results = fd.directional(ref, d["dy"], d["x"], d["gamma"], d["beta"], eps=1e-5, dps=50,
+                             directions=2)
+    assert len(results) == 2 and min(r.digits for r in results) >= 30
+
+
+def test_directional_detects_a_wrong_gradient(ref: Reference) -> None:
+    """A perturbed gradient gives a projection that disagrees with the FD one."""
+    d = sample(4, (32, 2))
+    with mpmath.workdps(50):
+        grads = ref.gradient(d["dy"], d["x"], d["gamma"], eps=1e-5)
+        grads["x"] = grads["x"] * (1 + mpmath.mpf("1e-8"))
+    results = fd.directional(ref, d["dy"], d["x"], d["gamma"], d["beta"], eps=1e-5, dps=50,
+                             gradient=grads, directions=1)
+    assert results[0].digits < 12
+
+
+def test_taylor_remainder_shrinks_like_h_squared_only_for_the_right_gradient(
+        ref: Reference) -> None:
+    """Rates → 2 with the proven gradient; → 1 with a wrong one (dy used for γ·dy)."""
+    d = sample(5)
+    right = fd.taylor_test(ref, d["dy"], d["x"], d["gamma"], d["beta"], eps=1e-5)
+    assert right.passed and all(abs(r - 2) < 0.05 for r in right.rates[-3:])
+    with mpmath.workdps(50):
+        grads = ref.gradient(d["dy"], d["x"], d["gamma"], eps=1e-5)
+        grads["x"] = grads["x"] / np.array([mpmath.mpf(float(g)) for g in d["gamma"]])
+    wrong = fd.taylor_test(ref, d["dy"], d["x"], d["gamma"], d["beta"], eps=1e-5, gradient=grads)
+    assert not wrong.passed and abs(wrong.rates[-1] - 1) < 0.1
+
+
+def test_linear_loss_is_reported_exact() -> None:
+    """Eval mode without affine: L is linear in x, the remainder is at rounding level."""
+    spec = symbn.LayerSpec(mode="eval", affine=False)
+    d = sample(6)
+    result = fd.taylor_test(Reference(spec), d["dy"], d["x"], eps=1e-5,
+                            running_mean=[0.1, 0.2, 0.3], running_var=[1.0, 2.0, 0.5])
+    assert result.exact and result.passed
+
+
+def test_agreement_digits_counts_significant_digits() -> None:
+    """Normwise digits: 1e-20 relative error is 20 digits; equal arrays are infinite."""
+    with mpmath.workdps(40):
+        a = [mpmath.mpf(2), mpmath.mpf(-4)]
+        b = [mpmath.mpf(2), mpmath.mpf(-4) * (1 + mpmath.mpf("1e-20"))]
+        assert fd.agreement_digits(b, a) == pytest.approx(20, abs=0.01)
+        assert fd.agreement_digits(a, a) == float("inf")
+
+
+def test_fd_leaves_mpmath_precision_alone(ref: Reference) -> None:
+    """Working at 70+ digits inside, the global precision is unchanged afterwards."""
+    before = mpmath.mp.prec
+    d = sample(7, (3, 1))
+    fd.full_gradient(ref, d["dy"], d["x"], d["gamma"], d["beta"], eps=1e-5, dps=60)
+    assert mpmath.mp.prec == before
+
+
+# -- symbn verify -----------------------------------------------------------------------------
+
+def test_verify_rows_all_pass_for_a_hard_variant() -> None:
+    """ε outside the root, unbiased: FD on every input (constant channel too) reaches 30 digits."""
+    from symbn.commands.verify import finite_difference_rows
+    rows = finite_difference_rows(symbn.LayerSpec(eps_placement="std", variance="unbiased"),
+                                  50, directional_m=64)
+    assert rows and all(r.passed for r in rows), [r for r in rows if not r.passed]
+    assert any("constant channel" in r.case for r in rows)
+
+
+def test_verify_command_prints_a_table_and_exit_status_follows_it(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`symbn verify batchnorm --dps 30` prints a row per check; a failing row means exit 1."""
+    from symbn import cli
+    from symbn.commands import verify
+    if verify not in cli.COMMANDS:
+        monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, verify))
+    monkeypatch.setattr(verify, "generated_code_rows", lambda spec: [])
+    assert cli.main(["verify", "batchnorm", "--dps", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "closed form vs FD, full gradient" in out and "Taylor" in out and "FAIL" not in out
+    failing = [verify.Row("generated code", "x", "wrong", False)]
+    monkeypatch.setattr(verify, "generated_code_rows", lambda spec: failing)
+    assert cli.main(["verify", "batchnorm", "--dps", "30"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_verify_checks_the_generated_code() -> None:
+    """With symbn.codegen present, verify runs the generated backward through the checker."""
+    import importlib.util
+    if importlib.util.find_spec("symbn.codegen") is None:
+        pytest.skip("symbn.codegen is not importable (the code-generation issue is not merged)")
+    from symbn.commands.verify import generated_code_rows
+    rows = generated_code_rows(symbn.LayerSpec())
+    assert [r.check for r in rows] == ["generated code vs reference (float64)",
+                                       "generated code vs reference (float32)"]
+    assert rows[0].passed

@@ -1,0 +1,113 @@
+"""The public hypothesis strategies: they produce what they promise, hard inputs included."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import find, given, settings
+from hypothesis import strategies as st
+
+from symbn.cases import Case
+from symbn.strategies import (
+    GAMMA_KINDS,
+    batch_sizes,
+    cases,
+    gammas,
+    hard_cases,
+    inputs,
+    upstream_gradients,
+)
+
+
+def flat(case: Case, array: np.ndarray) -> np.ndarray:
+    return case.columns(array).astype(np.float64)
+
+
+def test_batch_sizes_cover_one_two_and_large() -> None:
+    """m = 1, m = 2 and a large m (> 100) can all be drawn."""
+    assert find(batch_sizes(), lambda m: m == 1) == 1
+    assert find(batch_sizes(), lambda m: m == 2) == 2
+    assert find(batch_sizes(large=256), lambda m: m > 200) > 200
+
+
+@settings(max_examples=30)
+@given(case=cases(variance="unbiased"))
+def test_unbiased_variance_never_gets_a_batch_of_one(case: Case) -> None:
+    """With unbiased variance every channel has at least 2 elements."""
+    assert flat(case, case.x).shape[0] >= 2
+
+
+@settings(max_examples=40)
+@given(case=cases(dtype="float32"))
+def test_cases_have_consistent_shapes_and_dtypes(case: Case) -> None:
+    """x and dy share a shape and dtype; γ has one value per channel along ``axis``."""
+    assert case.x.shape == case.dy.shape and case.x.dtype == case.dy.dtype == np.float32
+    assert case.gamma is not None and case.gamma.shape == (case.x.shape[case.axis],)
+    assert case.name.startswith("shape")
+
+
+@settings(max_examples=40)
+@given(case=cases(mode="eval", affine=False))
+def test_eval_cases_carry_running_statistics(case: Case) -> None:
+    """Eval mode: running mean and a positive running variance per channel, no γ."""
+    channels = case.x.shape[case.axis]
+    assert case.gamma is None
+    assert case.running_mean.shape == case.running_var.shape == (channels,)
+    assert (case.running_var > 0).all()
+
+
+@settings(max_examples=40)
+@given(data=st.data(), kind=st.sampled_from(GAMMA_KINDS))
+def test_gamma_is_never_one_and_has_the_drawn_size(data: st.DataObject, kind: str) -> None:
+    """γ ≠ 1 always (it hides the dy-vs-γ·dy bug); tiny is < 1e-3, large > 100."""
+    gamma, label = data.draw(gammas(5, kind=kind))
+    assert (gamma != 1).all() and kind in label
+    size = np.abs(gamma)
+    assert {"tiny": size.max() < 1e-3, "large": size.min() > 100,
+            "ordinary": (0.5 <= size).all() and (size <= 2).all()}[kind]
+
+
+@settings(max_examples=20)
+@given(data=st.data())
+def test_hard_kinds_are_hard(data: st.DataObject) -> None:
+    """Offset ≥ 1e3 with unit spread, a zero-variance channel, variance < ε, |x| ~ 1e37."""
+    offset, _ = data.draw(inputs((32, 2), kind="offset"))
+    assert np.abs(offset.mean(0)).min() >= 900 and offset.std(0).max() < 3
+    constant, label = data.draw(inputs((8, 3), kind="constant channel"))
+    assert (constant == constant[:1]).all(axis=0).any() and "constant" in label
+    below, _ = data.draw(inputs((8, 2), kind="variance below eps", eps=1e-5))
+    assert (below.var(0) < 1e-5).all()
+    big, _ = data.draw(inputs((8, 2), kind="near float32 overflow", dtype="float32"))
+    assert np.isfinite(big).all() and np.abs(big).max() > 1e36
+
+
+@settings(max_examples=30)
+@given(case=hard_cases(dtype="float32"))
+def test_hard_cases_only_draw_hard_inputs(case: Case) -> None:
+    """hard_cases never draws the ordinary kind."""
+    assert "x: ordinary" not in case.name
+
+
+@settings(max_examples=30)
+@given(data=st.data())
+def test_structured_upstream_gradients(data: st.DataObject) -> None:
+    """dy = const is constant per channel; dy = x̂ has mean 0 per channel (training mode)."""
+    x = np.random.default_rng(0).normal(size=(6, 3)) + 4
+    const, _ = data.draw(upstream_gradients(x, kind="constant"))
+    assert (const == const[:1]).all()
+    xhat, _ = data.draw(upstream_gradients(x, kind="xhat"))
+    np.testing.assert_allclose(xhat.mean(0), 0, atol=1e-12)
+    np.testing.assert_allclose(xhat, (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5))
+
+
+@settings(max_examples=20)
+@given(case=cases(nchw=True, max_channels=3))
+def test_nchw_cases_use_axis_one(case: Case) -> None:
+    """4-d cases put the channel on axis 1, 2-d ones on the last axis."""
+    assert (case.x.ndim, case.axis) in {(4, 1), (2, -1)}
+
+
+def test_same_seed_same_arrays() -> None:
+    """Examples are reproducible: a drawn case is a function of the drawn choices."""
+    first = find(cases(), lambda c: c.x.size > 10)
+    second = find(cases(), lambda c: c.x.size > 10)
+    assert first.name == second.name and np.array_equal(first.x, second.x)
