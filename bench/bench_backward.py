@@ -1,6 +1,6 @@
 """Speed, memory and float32 accuracy of symbn's generated batch-norm backward.
 
-Run ``python bench/bench_backward.py`` (about two minutes) or ``--quick`` (fewer repeats).
+Run ``python bench/bench_backward.py`` (under a minute) or ``--quick`` (fewer repeats).
 Every ratio in a table is measured in this one run, on this machine:
 
 * ``vs textbook``: time of the plain NumPy closed form (mean, var, x̂, then the formula, as
@@ -13,7 +13,10 @@ Every ratio in a table is measured in this one run, on this machine:
 
 The accuracy table evaluates the closed form with mpmath (50 digits) on float32 inputs that are
 hard for float32: x = 1e4 + N(0, 1), a constant channel, variance below ε; errors are
-‖dx − truth‖ / (‖dy‖·|γ|·r), worst channel.
+‖dx − truth‖ / (‖dy‖·|γ|·r), worst channel (dγ and dβ: relative to their natural scale, as in
+:func:`symbn.codegen_reference.relative_errors`).
+
+Times are medians of the repeats. On a shared machine, run it a few times and read ranges.
 """
 
 from __future__ import annotations
@@ -60,8 +63,8 @@ def textbook_backward(dy, x, gamma, eps=EPS, axis=-1):
     return dx, (dy * xhat).sum(axis=axes), dy.sum(axis=axes)
 
 
-def best_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Best time of each function, the calls interleaved so that load changes hit all alike."""
+def median_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median time of each function, the calls interleaved so that load changes hit all alike."""
     times: dict[str, list[float]] = {k: [] for k in fns}
     for fn in fns.values():
         fn()
@@ -70,7 +73,7 @@ def best_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, 
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    return {k: min(v) for k, v in times.items()}
+    return {k: float(np.median(v)) for k, v in times.items()}
 
 
 def peak_arrays(fn: Callable[[], object], nbytes: int) -> float:
@@ -119,7 +122,7 @@ def speed_table(backends: list[str], repeats: int) -> list[str]:
             for b in backends:
                 fns[b] = lambda f=modules[b].backward, x=x, dy=dy, g=gamma, a=axis: f(
                     dy, x, g, axis=a)
-            t = best_times(fns, repeats)
+            t = median_times(fns, repeats)
             bound = 2.5 * t["copy"]
             row = [np.dtype(dtype).name, f"{shape} ({axis})", f"{bound * 1e3:.2f}"]
             for b in backends:
@@ -142,7 +145,8 @@ def hard_inputs(rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 
 def accuracy_table(backends: list[str]) -> list[str]:
-    head = ["variant", "input"] + [f"{b} dx err" for b in backends] + ["textbook", "torch"]
+    head = (["variant", "input"] + [f"{b} dx err" for b in backends]
+            + ["numpy dgamma, dbeta err", "textbook", "torch"])
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for spec in (symbn.LayerSpec(), symbn.LayerSpec(eps_placement="std")):
         d = symbn.derive(spec)
@@ -156,6 +160,8 @@ def accuracy_table(backends: list[str]) -> list[str]:
             for b in backends:
                 got = modules[b].backward(dy, x, gamma)
                 row.append(f"{relative_errors(spec, got, ref)['x']:.1e}")
+            errors = relative_errors(spec, modules["numpy"].backward(dy, x, gamma), ref)
+            row.append(f"{errors['gamma']:.1e}, {errors['beta']:.1e}")
             if spec.eps_placement == "sqrt":
                 with np.errstate(all="ignore"):
                     book = textbook_backward(dy, x, gamma)

@@ -23,9 +23,9 @@ import sympy as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import symbn  # noqa: E402
-from symbn.spec import LayerSpec, all_variants  # noqa: E402
-from tests.naive import naive_gradients  # noqa: E402
+import symbn
+from symbn.spec import LayerSpec, all_variants
+from tests.naive import naive_gradients
 
 
 def symbolic_all() -> tuple[float, bool]:

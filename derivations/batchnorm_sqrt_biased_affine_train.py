@@ -14,7 +14,9 @@ where
 
 Evaluated per channel as dx = a*dy + b*xs + c with xs = x - shift, shift = the centre rounded
 to the dtype of x, delta = centre - shift (float64); symbn proved this equal to the closed form
-for every m before printing it. Statistics are two-pass and accumulate in float64.
+for every m before printing it. Statistics are two-pass and accumulate in float64 (squares of
+float32 values taken exactly in float64); sums of dy and dy*xs add up per-block partial sums in
+float64. Passes go over blocks of about BLOCK_SIZE elements, a few NumPy calls per block.
 
 Signatures:
     forward(x, gamma, beta, *, eps=1e-5, axis=-1) -> y
@@ -27,6 +29,9 @@ Generated code: regenerate with `symbn codegen` instead of editing.
 import numpy as np
 
 __all__ = ["backward", "forward"]
+
+
+BLOCK_SIZE = 1 << 18  # elements per block at most (found fastest on a 2-core VM)
 
 
 def _layout(x, axis):
@@ -63,8 +68,8 @@ def _like_x(name, a, x):
     return a
 
 
-def _per_channel(name, a, x, axis, shape):
-    """Check a per-channel parameter; return it in float64, broadcastable against x."""
+def _per_channel(name, a, x, axis):
+    """Check a per-channel parameter; return it in float64, shaped (1, C, 1) like a channel."""
     a = np.asarray(a)
     if a.shape != (x.shape[axis],):
         raise ValueError(
@@ -72,21 +77,138 @@ def _per_channel(name, a, x, axis, shape):
             f"of x of shape {x.shape} along axis={axis}")
     if a.dtype.kind != "f":
         raise ValueError(f"{name} has dtype {a.dtype}; expected a floating dtype")
-    return a.astype(np.float64).reshape(shape)
+    return a.astype(np.float64).reshape(1, -1, 1)
 
 
-def _sum_of_products(a, b, axes, out):
-    """Σ a·b over ``axes``, kept broadcastable, accumulated in float64.
+def _channels(a, axis):
+    """``a`` as a C-contiguous (P, C, Q) array, C = a.shape[axis] (a view when ``a`` allows)."""
+    a = np.ascontiguousarray(a)
+    return a.reshape(int(np.prod(a.shape[:axis], dtype=np.int64)), a.shape[axis], -1)
 
-    float64: one ``np.einsum`` pass, no temporary. float32: the products go into ``out``
-    (scratch space of x's shape and dtype) and are summed in float64.
+
+def _blocks(a3):
+    """``(p, c)`` slice pairs that cut a (P, C, Q) array into blocks.
+
+    A block holds at most BLOCK_SIZE elements and a quarter of the array. Every pass over the
+    data goes block by block, so that the several NumPy calls made on one block find it in
+    cache and only the first one reads it from memory.
     """
-    if a.dtype != np.float64:
-        return np.sum(np.multiply(a, b, out=out), axis=axes, keepdims=True, dtype=np.float64)
-    (axis,) = sorted(set(range(a.ndim)) - set(axes))
-    merged = (int(np.prod(a.shape[:axis], dtype=np.int64)), a.shape[axis], -1)
-    total = np.einsum("pcq,pcq->c", a.reshape(merged), b.reshape(merged))
-    return total.reshape([n if k == axis else 1 for k, n in enumerate(a.shape)])
+    n_p, n_c, n_q = a3.shape
+    size = max(1, min(BLOCK_SIZE, a3.size // 4))
+    cb = max(1, min(n_c, size // n_q))
+    pb = max(1, size // (n_q * cb))
+    return [(slice(p, p + pb), slice(c, c + cb))
+            for p in range(0, n_p, pb) for c in range(0, n_c, cb)]
+
+
+def _block_sum(a, b=None):
+    """Σ a (or Σ a·b) over one (p, c, q) block, per channel, in the block's dtype.
+
+    BLAS (a product with a vector of ones) or np.vecdot where the layout allows, else einsum.
+    """
+    if a.shape[2] == 1:
+        a = a[:, :, 0]
+        if b is None:
+            return np.ones(a.shape[0], a.dtype) @ a
+        return np.einsum("pc,pc->c", a, b[:, :, 0])
+    if a.shape[0] == 1:
+        return a[0] @ np.ones(a.shape[2], a.dtype) if b is None else np.vecdot(a[0], b[0])
+    return np.einsum("pcq->c", a) if b is None else np.einsum("pcq,pcq->c", a, b)
+
+
+def _by_block(v, blocks, a3):
+    """Per-channel ``v``, shaped (1, C, 1), cut to each block's channels.
+
+    When every block holds the same channels and there are at least four blocks, ``v`` is
+    written out to a whole block (at most a quarter of the array) instead of broadcast: NumPy
+    reads a broadcast operand at about half the speed of a plain one.
+    """
+    if v is None:
+        return [None] * len(blocks)
+    p0, c0 = blocks[0]
+    if len(blocks) < 4 or any(c != c0 for _, c in blocks):
+        return [v[:, c] for _, c in blocks]
+    whole = np.ascontiguousarray(np.broadcast_to(v[:, c0], a3[p0, c0].shape))
+    return [whole[: a3[p, c0].shape[0]] for p, _ in blocks]
+
+
+def _sums(x3, shift, blocks, dy3=None, squares=True, keep=None):
+    """Per-channel sums of xs = x - shift: Σ xs² (if ``squares``), then, given dy, Σ dy, Σ dy·xs.
+
+    Each is float64, shaped (1, C, 1), from one sweep over the blocks, xs formed block by block in
+    scratch space. Σ xs², which the variance and so every output rest on, is summed in float64
+    from float64 copies of xs, whose squares are exact for float32 data. Σ dy and Σ dy·xs are
+    summed in x's dtype within a block and in float64 across blocks. Given ``keep`` (an array
+    like x3), xs is left there for :func:`_combine`.
+    """
+    n_c = x3.shape[1]
+    totals = np.zeros((3, n_c))
+    size = x3[blocks[0]].size
+    xs_space = np.empty(size, x3.dtype) if keep is None else None
+    wide_space = np.empty(size) if squares and x3.dtype != np.float64 else None
+    for (p, c), centre in zip(blocks, _by_block(shift, blocks, x3), strict=True):
+        xb = x3[p, c]
+        xs = xs_space[: xb.size].reshape(xb.shape) if keep is None else keep[p, c]
+        np.subtract(xb, centre, out=xs)
+        if wide_space is not None:
+            wide = wide_space[: xb.size].reshape(xb.shape)
+            np.copyto(wide, xs)
+            totals[0, c] += _block_sum(wide, wide)
+        elif squares:
+            totals[0, c] += _block_sum(xs, xs)
+        if dy3 is not None:
+            gb = dy3[p, c]
+            totals[1, c] += _block_sum(gb)
+            totals[2, c] += _block_sum(gb, xs)
+    wanted = ([0] if squares else []) + ([1, 2] if dy3 is not None else [])
+    return tuple(totals[k].reshape(1, n_c, 1) for k in wanted)
+
+
+def _split(b, dtype):
+    """``b`` (float64, per channel) as ``b2 * 2**-e`` with both factors representable in dtype.
+
+    b·xs may be an ordinary float32 number while b alone is below float32's range (|x| ~ 1e37
+    gives b ~ r³·Σ(dy·xs) ~ 1e-73): then xs is scaled down by a power of two (exact) and b up by
+    the same. Returns (b2, None) when b fits as it is.
+    """
+    tiny = np.finfo(dtype).tiny / np.finfo(dtype).eps   # below this b loses digits in dtype
+    small = (b != 0) & (np.abs(b) < tiny)
+    if not small.any():
+        return b.astype(dtype), None
+    _, exponent = np.frexp(np.where(small, b, 1.0))
+    e = np.where(small, -exponent // 2, 0)
+    return np.ldexp(b, e).astype(dtype), np.ldexp(np.ones_like(b), -e).astype(dtype)
+
+
+def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
+    """Write a·dy + b·xs + c into out3, block by block.
+
+    xs is x3 - shift or, without x3, what out3 already holds (left there by :func:`_sums`).
+    a and c are per channel, in the dtype of x; b is per channel in float64 (see
+    :func:`_split`); a term whose coefficient is None is left out.
+    """
+    both = a is not None and b is not None
+    scratch = np.empty(out3[blocks[0]].size, out3.dtype) if both else None
+    b, scale = (None, None) if b is None else _split(b, out3.dtype)
+    scales = _by_block(scale, blocks, out3)
+    per_block = zip(blocks, *(_by_block(v, blocks, out3) for v in (a, shift, b, c)), scales,
+                    strict=True)
+    for (p, k), a_k, shift_k, b_k, c_k, s_k in per_block:
+        out = out3[p, k]
+        if b is not None:
+            if x3 is not None:
+                np.subtract(x3[p, k], shift_k, out=out)
+            if s_k is not None:
+                out *= s_k
+            out *= b_k
+        if a is not None:
+            term = out if b is None else scratch[: out.size].reshape(out.shape)
+            np.multiply(dy3[p, k], a_k, out=term)
+            if b is not None:
+                out += term
+        if c is not None:
+            out += c_k
+    return out3
 
 
 def _eps(eps):
@@ -99,16 +221,19 @@ def _eps(eps):
 
 def forward(x, gamma, beta, *, eps=1e-5, axis=-1):
     """The layer's output y, in the dtype of x (y = gamma*xhat + beta)."""
-    x, axis, axes, shape, m = _layout(x, axis)
+    x, axis, _, _, m = _layout(x, axis)
     eps = _eps(eps)
-    gamma = _per_channel("gamma", gamma, x, axis, shape)
-    beta = _per_channel("beta", beta, x, axis, shape)
-    y = np.empty_like(x)  # the result; until then, scratch space
-    mu = np.sum(x, axis=axes, keepdims=True, dtype=np.float64)/m
+    gamma = _per_channel("gamma", gamma, x, axis)
+    beta = _per_channel("beta", beta, x, axis)
+    x3 = _channels(x, axis)
+    y = np.empty(x.shape, x.dtype)
+    y3 = y.reshape(x3.shape)
+    blocks = _blocks(x3)
+    mu = np.sum(x3, axis=(0, 2), keepdims=True, dtype=np.float64)/m
     shift = mu.astype(x.dtype)
     delta = mu - shift
-    xs = x - shift
-    var = (-delta**2*m + _sum_of_products(xs, xs, axes, y))/m
+    (sum_xs_xs,) = _sums(x3, shift, blocks, keep=y3)
+    var = (-delta**2*m + sum_xs_xs)/m
     var = np.maximum(var, 0.0)  # rounding must not make it negative
     r = 1/np.sqrt(eps + var)
     t0 = gamma*r
@@ -116,27 +241,28 @@ def forward(x, gamma, beta, *, eps=1e-5, axis=-1):
     p = t0
     q = q.astype(x.dtype)
     p = p.astype(x.dtype)
-    np.multiply(xs, p, out=y)
-    y += q
+    _combine(y3, blocks, None, None, p, q)
     return y
 
 
 def backward(dy, x, gamma, *, eps=1e-5, axis=-1):
     """Given dy = dL/dy, return dx, dgamma, dbeta (each in the dtype of x)."""
-    x, axis, axes, shape, m = _layout(x, axis)
+    x, axis, _, _, m = _layout(x, axis)
     dy = _like_x("dy", dy, x)
     eps = _eps(eps)
-    gamma = _per_channel("gamma", gamma, x, axis, shape)
-    dx = np.empty_like(x)  # the result; until then, scratch space
-    mu = np.sum(x, axis=axes, keepdims=True, dtype=np.float64)/m
+    gamma = _per_channel("gamma", gamma, x, axis)
+    x3 = _channels(x, axis)
+    dy3 = _channels(dy, axis)
+    dx = np.empty(x.shape, x.dtype)
+    dx3 = dx.reshape(x3.shape)
+    blocks = _blocks(x3)
+    mu = np.sum(x3, axis=(0, 2), keepdims=True, dtype=np.float64)/m
     shift = mu.astype(x.dtype)
     delta = mu - shift
-    xs = x - shift
-    var = (-delta**2*m + _sum_of_products(xs, xs, axes, dx))/m
+    sum_xs_xs, sum_g, sum_g_xs = _sums(x3, shift, blocks, dy3, keep=dx3)
+    var = (-delta**2*m + sum_xs_xs)/m
     var = np.maximum(var, 0.0)  # rounding must not make it negative
     r = 1/np.sqrt(eps + var)
-    sum_g = np.sum(dy, axis=axes, keepdims=True, dtype=np.float64)
-    sum_g_xs = _sum_of_products(dy, xs, axes, dx)
     t0 = gamma*r
     t1 = 1/m
     t2 = delta*sum_g - sum_g_xs
@@ -147,12 +273,8 @@ def backward(dy, x, gamma, *, eps=1e-5, axis=-1):
     dgamma = -r*t2
     dbeta = sum_g
     a = a.astype(x.dtype)
-    b = b.astype(x.dtype)
     c = c.astype(x.dtype)
-    np.multiply(dy, a, out=dx)
-    xs *= b
-    dx += xs
-    dx += c
+    _combine(dx3, blocks, dy3, a, b, c)
     dgamma = dgamma.reshape(-1).astype(x.dtype)
     dbeta = dbeta.reshape(-1).astype(x.dtype)
     return dx, dgamma, dbeta

@@ -2,10 +2,13 @@
 
 :func:`generate_module` takes the per-channel plan of :mod:`symbn.codegen_plan` (the closed
 form rewritten as ``dx = a·dy + b·xs + c`` and proven equal to it), shares common
-subexpressions of the per-channel coefficients (``sympy.cse``) and prints everything through
-:class:`~symbn.numpy_printer.BatchNumPyPrinter`: sums over the batch become
-``np.sum(..., axis=axes, keepdims=True, dtype=np.float64)``; no Python loop touches an element.
-:func:`load` compiles the same source in-process.
+subexpressions of the per-channel coefficients (``sympy.cse``) and prints them through
+:class:`~symbn.numpy_printer.BatchNumPyPrinter`. The data is seen as a (P, C, Q) array, C the
+channels. The mean is one ``np.sum(..., dtype=np.float64)``; the sums of the plan (Σ xs²,
+Σ dy, Σ dy·xs) are one sweep and ``dx = a·dy + b·xs + c`` another, each going over
+cache-sized blocks of the batch with a few vectorized NumPy calls (BLAS or ``np.einsum`` for the
+sums) per block, so that only the first call reads a block from memory. The loop runs over
+blocks (a few dozen), never over elements. :func:`load` compiles the same source in-process.
 
 >>> from symbn.spec import LayerSpec
 >>> bn = load(LayerSpec())
@@ -92,28 +95,34 @@ def _cse_lines(named: list[tuple[str, sp.Expr]], printer: BatchNumPyPrinter) -> 
     return lines
 
 
-def _elementwise(out: str, coeffs: dict[str, str], backend: str) -> list[str]:
+def _elementwise(out: str, coeffs: dict[str, str], backend: str, kept_xs: bool) -> list[str]:
     """``out = a*dy + b*(x - shift) + c`` into the (P, C, Q) array ``out``.
 
     ``coeffs`` maps ``"dy"``, ``"xs"`` and ``""`` (the constant term) to the names of their
     per-channel coefficients, already in x's dtype; absent terms are left out. With NumPy the pass
-    goes block by block (``_combine``), in place; with numexpr it is one ``ne.evaluate``.
+    goes block by block (``_combine``), in place, taking xs from ``out`` if ``kept_xs`` (the sums
+    left it there); with numexpr it is one ``ne.evaluate``.
     """
     if backend == "numexpr":
         terms = {"dy": "{}*dy3", "xs": "{}*(x3 - shift)", "": "{}"}
         expr = " + ".join(terms[k].format(v) for k, v in coeffs.items())
         names = sorted({*coeffs.values(), "dy3" if "dy" in coeffs else "",
                         *(("x3", "shift") if "xs" in coeffs else ())} - {""})
-        return [f"    {numexpr_call(expr, names, out)}"]
+        return _wrap(f"{out} = {numexpr_call(expr, names, out)}")
+    kept = ["x3", "shift"] if "xs" in coeffs and not kept_xs else []
     args = ", ".join([out, "blocks", "dy3" if "dy" in coeffs else "None",
-                      coeffs.get("dy", "None"), *(("x3", "shift") if "xs" in coeffs
-                                                  else ("None", "None")),
-                      coeffs.get("xs", "None"), coeffs.get("", "None")])
+                      *(coeffs.get(k, "None") for k in ("dy", "xs", "")), *kept])
     return [f"    _combine({args})"]
 
 
 def _needs(exprs: list[sp.Expr], symbol: sp.Symbol) -> bool:
     return any(e.has(symbol) for e in exprs)
+
+
+def _keeps_xs(plan: Plan, exprs: list[sp.Expr], backend: str) -> bool:
+    """Whether the sums leave xs in the result array for the elementwise pass to finish."""
+    sums = plan.variance is not None or any(_needs(exprs, s) for s in SUMS)
+    return backend == "numpy" and sums and _needs(exprs, XS(S.i))
 
 
 def _prelude(plan: Plan, backend: str, exprs: list[sp.Expr], per_channel: list[str],
@@ -148,7 +157,8 @@ def _prelude(plan: Plan, backend: str, exprs: list[sp.Expr], per_channel: list[s
         if g_sums and len(g_sums) != len(SUMS):
             raise AssertionError(f"the sums {g_sums} are computed together")
         args = ", ".join(["x3", "shift", "blocks", *(["dy3"] if g_sums else []),
-                          *([] if plan.variance is not None else ["squares=False"])])
+                          *([] if plan.variance is not None else ["squares=False"]),
+                          *([f"keep={out}3"] if _keeps_xs(plan, exprs, backend) else [])])
         target = f"({names[0]},)" if len(names) == 1 else ", ".join(names)
         lines.append(f"    {target} = _sums({args})")
     if plan.variance is not None:
@@ -176,13 +186,16 @@ def _forward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
     lines += _cse_lines(names, p)
     lines += [f"    {n} = {n}.astype(x.dtype)" for n, _ in names]
     arrays = {"xs" if k == XS(S.i) else "": FORWARD_NAMES[k] for k in sorted(coeffs, key=_key)}
-    lines += _elementwise("y3", arrays, backend)
+    lines += _elementwise("y3", arrays, backend, _keeps_xs(plan, exprs, backend))
     lines.append("    return y")
     return _unpack_used(lines)
 
 
 def _unpack_used(lines: list[str]) -> list[str]:
-    """Name the unpacked results of ``_layout`` that the body never reads ``_``."""
+    """Name the unused results of ``_layout`` ``_``; drop ``blocks`` if nothing reads it."""
+    cut = "    blocks = _blocks(x3)"
+    if not any("blocks" in line for line in lines if line != cut):
+        lines = [line for line in lines if line != cut]
     head = "    x, axis, axes, shape, m = _layout(x, axis)"
     body = "\n".join(line for line in lines if line != head)
     names = [n if re.search(rf"(?<![.\w]){n}\b", body) else "_" for n in ("axes", "shape", "m")]
@@ -206,10 +219,12 @@ def _backward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
     lines += _prelude(plan, backend, exprs, params, "dx", with_dy=True)
     p = _printer(backend)
     lines += _cse_lines(named, p)
-    lines += [f"    {n} = {n}.astype(x.dtype)" for n, _ in named if n in "abc"]
+    # b stays float64 for _combine, which splits it when it is below x's dtype's range.
+    cast = "abc" if backend == "numexpr" else "ac"
+    lines += [f"    {n} = {n}.astype(x.dtype)" for n, _ in named if n in cast]
     arrays = {"dy" if k == G(S.i) else "xs" if k == XS(S.i) else "": COEFFICIENT_NAMES[k]
               for k in sorted(dx, key=_key)}
-    lines += _elementwise("dx3", arrays, backend)
+    lines += _elementwise("dx3", arrays, backend, _keeps_xs(plan, exprs, backend))
     if ret == "dx":
         lines.append("    return dx")
     else:
@@ -244,7 +259,9 @@ def _docstring(plan: Plan, backend: str) -> list[str]:
         "Evaluated per channel as dx = a*dy + b*xs + c with xs = x - shift, shift = the "
         "centre rounded to the dtype of x, delta = centre - shift (float64); symbn proved this "
         "equal to the closed form for every m before printing it. Statistics are two-pass and "
-        "accumulate in float64.", WIDTH - 4),
+        "accumulate in float64 (squares of float32 values taken exactly in float64); sums of "
+        "dy and dy*xs add up per-block partial sums in float64. Passes go over blocks of about "
+        "BLOCK_SIZE elements, a few NumPy calls per block.", WIDTH - 4),
         "", "Signatures:",
         f"    forward({', '.join(['x', *_params(spec, True)])}, *, eps=1e-5, axis=-1) -> y",
         f"    backward({', '.join(['dy', 'x', *_params(spec, False)])}, *, eps=1e-5, axis=-1)"

@@ -8,7 +8,7 @@ it got and what it expected.
 from __future__ import annotations
 
 LAYOUT = '''
-BLOCK_BYTES = 1 << 18  # bytes of x per block (a block and its scratch fit a core's L2 cache)
+BLOCK_SIZE = 1 << 18  # elements per block at most (found fastest on a 2-core VM)
 
 
 def _layout(x, axis):
@@ -64,15 +64,16 @@ def _channels(a, axis):
 
 
 def _blocks(a3):
-    """``(p, c)`` slice pairs that cut a (P, C, Q) array into blocks of about BLOCK_BYTES.
+    """``(p, c)`` slice pairs that cut a (P, C, Q) array into blocks.
 
-    Every pass over the data goes block by block, so that the several NumPy calls made on one
-    block find it in cache and only the first one reads it from memory.
+    A block holds at most BLOCK_SIZE elements and a quarter of the array. Every pass over the
+    data goes block by block, so that the several NumPy calls made on one block find it in
+    cache and only the first one reads it from memory.
     """
     n_p, n_c, n_q = a3.shape
-    row = max(1, n_q * a3.itemsize)
-    cb = max(1, min(n_c, BLOCK_BYTES // row))
-    pb = max(1, BLOCK_BYTES // (row * cb))
+    size = max(1, min(BLOCK_SIZE, a3.size // 4))
+    cb = max(1, min(n_c, size // n_q))
+    pb = max(1, size // (n_q * cb))
     return [(slice(p, p + pb), slice(c, c + cb))
             for p in range(0, n_p, pb) for c in range(0, n_c, cb)]
 
@@ -92,22 +93,45 @@ def _block_sum(a, b=None):
     return np.einsum("pcq->c", a) if b is None else np.einsum("pcq,pcq->c", a, b)
 
 
-def _sums(x3, shift, blocks, dy3=None, squares=True):
+def _by_block(v, blocks, a3):
+    """Per-channel ``v``, shaped (1, C, 1), cut to each block's channels.
+
+    When every block holds the same channels and there are at least four blocks, ``v`` is
+    written out to a whole block (at most a quarter of the array) instead of broadcast: NumPy
+    reads a broadcast operand at about half the speed of a plain one.
+    """
+    if v is None:
+        return [None] * len(blocks)
+    p0, c0 = blocks[0]
+    if len(blocks) < 4 or any(c != c0 for _, c in blocks):
+        return [v[:, c] for _, c in blocks]
+    whole = np.ascontiguousarray(np.broadcast_to(v[:, c0], a3[p0, c0].shape))
+    return [whole[: a3[p, c0].shape[0]] for p, _ in blocks]
+
+
+def _sums(x3, shift, blocks, dy3=None, squares=True, keep=None):
     """Per-channel sums of xs = x - shift: Σ xs² (if ``squares``), then, given dy, Σ dy, Σ dy·xs.
 
-    Each is float64, shaped (1, C, 1).
-
-    One sweep over the blocks: xs is formed block by block in one scratch buffer; each block's
-    sums (in x's dtype, over that block only) are added up in float64.
+    Each is float64, shaped (1, C, 1), from one sweep over the blocks, xs formed block by block in
+    scratch space. Σ xs², which the variance and so every output rest on, is summed in float64
+    from float64 copies of xs, whose squares are exact for float32 data. Σ dy and Σ dy·xs are
+    summed in x's dtype within a block and in float64 across blocks. Given ``keep`` (an array
+    like x3), xs is left there for :func:`_combine`.
     """
     n_c = x3.shape[1]
     totals = np.zeros((3, n_c))
-    scratch = np.empty(x3[blocks[0]].size, x3.dtype)
-    for p, c in blocks:
+    size = x3[blocks[0]].size
+    xs_space = np.empty(size, x3.dtype) if keep is None else None
+    wide_space = np.empty(size) if squares and x3.dtype != np.float64 else None
+    for (p, c), centre in zip(blocks, _by_block(shift, blocks, x3), strict=True):
         xb = x3[p, c]
-        xs = scratch[: xb.size].reshape(xb.shape)
-        np.subtract(xb, shift[:, c], out=xs)
-        if squares:
+        xs = xs_space[: xb.size].reshape(xb.shape) if keep is None else keep[p, c]
+        np.subtract(xb, centre, out=xs)
+        if wide_space is not None:
+            wide = wide_space[: xb.size].reshape(xb.shape)
+            np.copyto(wide, xs)
+            totals[0, c] += _block_sum(wide, wide)
+        elif squares:
             totals[0, c] += _block_sum(xs, xs)
         if dy3 is not None:
             gb = dy3[p, c]
@@ -117,26 +141,50 @@ def _sums(x3, shift, blocks, dy3=None, squares=True):
     return tuple(totals[k].reshape(1, n_c, 1) for k in wanted)
 
 
-def _combine(out3, blocks, dy3, a, x3, shift, b, c):
-    """Write a·dy + b·(x - shift) + c into out3, block by block.
+def _split(b, dtype):
+    """``b`` (float64, per channel) as ``b2 * 2**-e`` with both factors representable in dtype.
 
-    The coefficients are per channel, in the dtype of x; a term whose coefficient is None is
-    left out.
+    b·xs may be an ordinary float32 number while b alone is below float32's range (|x| ~ 1e37
+    gives b ~ r³·Σ(dy·xs) ~ 1e-73): then xs is scaled down by a power of two (exact) and b up by
+    the same. Returns (b2, None) when b fits as it is.
+    """
+    tiny = np.finfo(dtype).tiny / np.finfo(dtype).eps   # below this b loses digits in dtype
+    small = (b != 0) & (np.abs(b) < tiny)
+    if not small.any():
+        return b.astype(dtype), None
+    _, exponent = np.frexp(np.where(small, b, 1.0))
+    e = np.where(small, -exponent // 2, 0)
+    return np.ldexp(b, e).astype(dtype), np.ldexp(np.ones_like(b), -e).astype(dtype)
+
+
+def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
+    """Write a·dy + b·xs + c into out3, block by block.
+
+    xs is x3 - shift or, without x3, what out3 already holds (left there by :func:`_sums`).
+    a and c are per channel, in the dtype of x; b is per channel in float64 (see
+    :func:`_split`); a term whose coefficient is None is left out.
     """
     both = a is not None and b is not None
     scratch = np.empty(out3[blocks[0]].size, out3.dtype) if both else None
-    for p, k in blocks:
+    b, scale = (None, None) if b is None else _split(b, out3.dtype)
+    scales = _by_block(scale, blocks, out3)
+    per_block = zip(blocks, *(_by_block(v, blocks, out3) for v in (a, shift, b, c)), scales,
+                    strict=True)
+    for (p, k), a_k, shift_k, b_k, c_k, s_k in per_block:
         out = out3[p, k]
-        if a is not None:
-            np.multiply(dy3[p, k], a[:, k], out=out)
         if b is not None:
-            xs = out if a is None else scratch[: out.size].reshape(out.shape)
-            np.subtract(x3[p, k], shift[:, k], out=xs)
-            xs *= b[:, k]
-            if a is not None:
-                out += xs
+            if x3 is not None:
+                np.subtract(x3[p, k], shift_k, out=out)
+            if s_k is not None:
+                out *= s_k
+            out *= b_k
+        if a is not None:
+            term = out if b is None else scratch[: out.size].reshape(out.shape)
+            np.multiply(dy3[p, k], a_k, out=term)
+            if b is not None:
+                out += term
         if c is not None:
-            out += c[:, k]
+            out += c_k
     return out3
 
 

@@ -137,7 +137,7 @@ def test_std_placement_constant_channel_uses_the_limit(spec, generated):
     x[:, 1] += rng.standard_normal(4)  # channel 0 constant, channel 1 not
     dy = rng.standard_normal(x.shape)
     params = [np.array([1.5, 0.5])] if spec.affine else []
-    with np.errstate(all="raise"):
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
         got = ns["backward"](dy, x, *params)
     dx = got[0] if spec.affine else got
     assert np.isfinite(dx).all()
@@ -166,6 +166,21 @@ def test_float32_in_float32_out_and_accurate_on_hard_inputs(spec, generated):
     assert all(o.dtype == np.float32 for o in outputs)
     assert ns["forward"](x, *[p.astype(np.float32) for p in fparams]).dtype == np.float32
     ref = reference(spec, dy, x, *params32)
+    assert max(relative_errors(spec, got, ref).values()) <= 1e-6
+
+
+@pytest.mark.parametrize("spec", [s for s in VARIANTS if s.mode == "train"][:4],
+                         ids=lambda s: s.describe())
+def test_float32_near_overflow_is_accurate(spec, generated):
+    """|x| ~ 1e37 in float32: no overflow in (x-μ)², no underflow of the r³ coefficient."""
+    ns = compiled(generated(spec))
+    dy, _, params, _ = inputs(spec, (8, 2), -1, seed=8)
+    rng = np.random.default_rng(9)
+    x = (1e37 * (1 + 0.5 * rng.standard_normal((8, 2)))).astype(np.float32)
+    params32 = [p.astype(np.float32) for p in params]
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        got = ns["backward"](dy.astype(np.float32), x, *params32)
+    ref = reference(spec, dy.astype(np.float32), x, *params32)
     assert max(relative_errors(spec, got, ref).values()) <= 1e-6
 
 
@@ -275,6 +290,46 @@ def test_peak_memory_is_at_most_three_input_sized_arrays(generated):
     finally:
         tracemalloc.stop()
     assert peak <= 3 * x.nbytes
+
+
+@pytest.mark.parametrize("shape, axis", [((1024, 64), -1), ((8, 16, 24, 24), 1)])
+def test_peak_memory_in_float32_and_nchw_is_at_most_three_input_sized_arrays(
+        shape, axis, generated):
+    """float32 (float64 scratch space) and NCHW: the backward's peak stays within 3 inputs."""
+    ns = compiled(generated(symbn.LayerSpec()))
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal(shape).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        ns["backward"](dy, x, np.ones(shape[axis], np.float32), axis=axis)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert peak <= 3 * x.nbytes
+
+
+@pytest.mark.parametrize("spec", [symbn.LayerSpec(), symbn.LayerSpec(
+    eps_placement="std", variance="unbiased"), symbn.LayerSpec(mode="eval"),
+    symbn.LayerSpec(affine=False, mode="eval")], ids=lambda s: s.describe())
+def test_results_do_not_depend_on_the_block_size(spec, generated):
+    """Tiny blocks (split channels, ragged last blocks) give what one pass per block gives."""
+    ns = compiled(generated(spec))
+    for shape, axis in (((13, 5), -1), ((5, 7, 3, 2), 1)):
+        dy, x, params, fparams = inputs(spec, shape, axis, seed=11)
+        ns["BLOCK_SIZE"] = 1 << 18
+        big = ns["backward"](dy, x, *params, axis=axis), ns["forward"](x, *fparams, axis=axis)
+        for size in (1, 5, 40):
+            ns["BLOCK_SIZE"] = size
+            assert len(ns["_blocks"](ns["_channels"](x, axis % x.ndim))) > 4
+            small = ns["backward"](dy, x, *params, axis=axis), ns["forward"](x, *fparams, axis=axis)
+            for u, v in zip(np.atleast_1d(*big[:1]) if not spec.affine else big[0],
+                            np.atleast_1d(*small[:1]) if not spec.affine else small[0],
+                            strict=True):
+                np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-13)
+            np.testing.assert_allclose(big[1], small[1], rtol=1e-12, atol=1e-13)
 
 
 def test_load_compiles_in_process_and_checks_backend():
