@@ -2,7 +2,7 @@
 
 For each channel the statistics are computed exactly enough (at ``dps`` digits, from the
 input's float values) and the closed form of :func:`symbn.derive` is evaluated by
-:func:`symbn.evaluate.evaluate`; where the closed form reads 0/0 (ε outside the root, a
+:class:`symbn.reference.Reference`; where the closed form reads 0/0 (ε outside the root, a
 constant channel) its limit from the derivation's conditions is evaluated instead.
 
 >>> import numpy as np
@@ -21,7 +21,8 @@ import mpmath
 import numpy as np
 
 from symbn.api import Derivation, derive
-from symbn.evaluate import evaluate
+from symbn.reference import Reference as MpReference
+from symbn.reference import as_matrix
 from symbn.spec import LayerSpec
 
 
@@ -50,49 +51,31 @@ def reference(spec: LayerSpec, dy: np.ndarray, x: np.ndarray, *params: np.ndarra
     """The closed-form gradients of ``spec`` at (dy, x, params), evaluated at ``dps`` digits.
 
     ``params`` are as the generated ``backward`` takes them: gamma (if affine), then
-    running_mean and running_var (evaluation mode).
+    running_mean and running_var (evaluation mode). The evaluation is
+    :meth:`symbn.reference.Reference.gradient`; this adds the layout and the natural scales.
     """
-    d = derivation or derive(spec)
+    truth = MpReference(spec, derivation or derive(spec))
     params = tuple(np.asarray(p, dtype=np.float64) for p in params)
     gamma = params[0] if spec.affine else np.ones(x.shape[axis])
-    stats = params[-2:] if spec.mode == "eval" else None
-    xc, gc = _channels(x, axis), _channels(dy, axis)
+    running = (params[-2], params[-1]) if spec.mode == "eval" else (None, None)
+    xc = _channels(x, axis).astype(np.float64)
+    gc = _channels(dy, axis).astype(np.float64)
     m, channels = xc.shape
-    grads = {w: np.zeros(channels) for w in d.wrt}
-    scales = {w: np.zeros(channels) for w in d.wrt}
     with mpmath.workdps(dps):
-        for k in range(channels):
-            xs = [mpmath.mpf(float(v)) for v in xc[:, k]]
-            gs = [mpmath.mpf(float(v)) for v in gc[:, k]]
-            e = mpmath.mpf(float(eps))
-            if stats is None:
-                center = mpmath.fsum(xs) / m
-                divisor = m if spec.variance == "biased" else m - 1
-                variance = mpmath.fsum((v - center) ** 2 for v in xs) / divisor
-            else:
-                center, variance = mpmath.mpf(float(stats[0][k])), mpmath.mpf(float(stats[1][k]))
-            sigma = mpmath.sqrt(variance)
-            r = 1 / mpmath.sqrt(variance + e) if spec.eps_placement == "sqrt" else 1 / (sigma + e)
-            scalars = {"gamma": mpmath.mpf(float(gamma[k])), "eps": e, "r": r, "sigma": sigma,
-                       "mu": center, "var": variance, "running_mean": center,
-                       "running_var": variance}
-            elements = {"g": gs, "x": xs, "xhat": [(v - center) * r for v in xs]}
-            norm_g = mpmath.sqrt(mpmath.fsum(g * g for g in gs))
-            norm_xhat = max(mpmath.sqrt(mpmath.fsum(v * v for v in elements["xhat"])), 1)
-            for w in d.wrt:
-                expr = d.closed_symbolic[w]
-                limit = d.conditions[0].limit.get(w)
-                if limit is not None and sigma == 0:
-                    expr = limit
-                values = evaluate(expr, elements, scalars)
-                if w == "x":
-                    grads[w] = grads[w] if grads[w].ndim == 2 else np.zeros((m, channels))
-                    grads[w][:, k] = [float(v) for v in values]
-                    scales[w][k] = float(norm_g * abs(scalars["gamma"]) * r)
-                else:
-                    grads[w][k] = float(values[0])
-                    size = norm_xhat if w == "gamma" else mpmath.sqrt(m)
-                    scales[w][k] = float(norm_g * size)
+        exact = truth.gradient(gc, xc, gamma if spec.affine else None, eps=eps,
+                               running_mean=running[0], running_var=running[1])
+        e = mpmath.mpf(eps)
+        scales = {w: np.zeros(channels) for w in exact}
+        for k, column in enumerate(as_matrix(xc)):
+            st = truth.stats(column, e, *(None if v is None else mpmath.mpf(v[k])
+                                          for v in running))
+            norm_g = mpmath.sqrt(mpmath.fsum(mpmath.mpf(g) ** 2 for g in gc[:, k]))
+            norm_xhat = max(mpmath.sqrt(mpmath.fsum(v * v for v in st.xhat)), 1)
+            sizes = {"x": abs(mpmath.mpf(gamma[k])) * st.r, "gamma": norm_xhat,
+                     "beta": mpmath.sqrt(m)}
+            for w in exact:
+                scales[w][k] = float(norm_g * sizes[w])
+    grads = {w: np.vectorize(float, otypes=[np.float64])(v) for w, v in exact.items()}
     moved = np.moveaxis(np.asarray(x), axis, -1).shape
     grads["x"] = np.moveaxis(grads["x"].reshape(moved), -1, axis)
     return Reference(grads, scales)
