@@ -60,8 +60,9 @@ class Derivation:
     closed
         The compact closed forms, written in x̂, r (and σ) of :attr:`definitions`.
         With concrete m, one expression per element (``xhat_k`` stands for x̂ of element k).
-    closed_symbolic
-        The symbolic-m closed forms (the concrete ones are these, instantiated).
+    closed_symbolic, raw_symbolic
+        The symbolic-m closed forms (the concrete ones are these, instantiated) and the
+        symbolic-m raw gradients they were proved against.
     definitions
         What the abbreviations in the closed forms stand for.
     conditions
@@ -77,6 +78,7 @@ class Derivation:
     raw: dict[str, Elem]
     closed: dict[str, Elem]
     closed_symbolic: dict[str, sp.Expr]
+    raw_symbolic: dict[str, Elem]
     definitions: dict[str, sp.Expr]
     conditions: tuple[Condition, ...]
     form: Normalized
@@ -139,7 +141,7 @@ def derive(spec: LayerSpec | None = None, m: int | None = None) -> Derivation:
         closed = {w: _instantiate(closed_sym[w], graph, m, facts_xhat) for w in graph.wrt}
     return Derivation(
         spec=spec, m=m, graph=graph, steps=steps, reduced_steps=reduced, raw=raw,
-        closed=closed, closed_symbolic=closed_sym,
+        closed=closed, closed_symbolic=closed_sym, raw_symbolic=symbolic.raw,
         definitions={str(k): v for k, v in definitions(form).items()},
         conditions=_conditions(spec, graph, closed_sym), form=form,
     )
@@ -200,10 +202,9 @@ def prove(derivation: Derivation) -> ProofReport:
     d = derivation
     graph, form = d.graph, d.form
     facts_x = statistics_facts(graph, None)
-    symbolic_raw = d.raw if d.m is None else backward(graph, SymbolicBatch()).raw
     proofs = []
     for w in d.wrt:
-        raw_w = symbolic_raw[w]
+        raw_w = d.raw_symbolic[w]
         assert isinstance(raw_w, sp.Expr)
         proofs.append(prove_symbolic(w, d.closed_symbolic[w], raw_w, graph, form, facts_x))
         if d.m is not None:
