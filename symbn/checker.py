@@ -43,7 +43,8 @@ from symbn import symbols as S
 from symbn.cases import DTYPES, Case, default_cases
 from symbn.check_report import UNINFORMATIVE, CaseResult, CheckReport, OutputCheck
 from symbn.errors import OptionError
-from symbn.reference import Reference, evaluate_hoisted
+from symbn.evaluate import evaluate
+from symbn.reference import Reference
 from symbn.spec import LayerSpec
 from symbn.targets import load_function
 
@@ -288,7 +289,7 @@ def _distinguishes(ref: Reference, truth: _Truth, expr: sp.Expr, tol: np.ndarray
                                    st.center, st.variance)
             elements = {"x": [mpmath.mpf(float(v)) for v in x2[:, c]],
                         "g": [mpmath.mpf(float(v)) for v in g2[:, c]], "xhat": st.xhat}
-            wrong = np.array([float(v) for v in evaluate_hoisted(expr, elements, scalars)])
+            wrong = np.array([float(v) for v in evaluate(expr, elements, scalars)])
             right = cols["dx"][:, c]
             denom = np.abs(right) + truth.scales["x"][c]
             if tol[c] >= UNINFORMATIVE:

@@ -26,8 +26,11 @@ from symbn.errors import OptionError
 
 
 def evaluate(expr: sp.Expr, elements: Mapping[str, Sequence[Any]],
-             scalars: Mapping[str, Any]) -> list[mpmath.mpf]:
+             scalars: Mapping[str, Any],
+             sums: dict[sp.Expr, Any] | None = None) -> list[mpmath.mpf]:
     """Value of ``expr`` for each element i = 1..m, as mpmath numbers.
+
+    A sum over j does not depend on i, so each is computed once (O(m), not O(m) per element).
 
     Parameters
     ----------
@@ -37,6 +40,9 @@ def evaluate(expr: sp.Expr, elements: Mapping[str, Sequence[Any]],
         Per-element data by name (``"x"``, ``"g"``, ``"xhat"``), all of the same length m.
     scalars
         Scalar values by symbol name (``"gamma"``, ``"eps"``, ``"mu"``, …); ``m`` is implied.
+    sums
+        Optional cache of the sums' values, filled and reused across calls on the *same* data
+        (the gradients ∂L/∂x and ∂L/∂γ share Σ g·x̂).
 
     """
     sizes = {len(v) for v in elements.values()}
@@ -44,10 +50,21 @@ def evaluate(expr: sp.Expr, elements: Mapping[str, Sequence[Any]],
         raise OptionError.bad_value("elements", {k: len(v) for k, v in elements.items()},
                                     "every element sequence must have the same length m")
     (m,) = sizes
-    data = {k: [mpmath.mpf(v) for v in vs] for k, vs in elements.items()}
+    used = {f.func.__name__ for f in expr.atoms(sp.core.function.AppliedUndef)}
+    data = {k: [mpmath.mpf(v) for v in vs] for k, vs in elements.items() if k in used}
     env = {k: mpmath.mpf(v) for k, v in scalars.items()}
     env["m"] = mpmath.mpf(m)
-    return [_eval(expr, data, env, {S.i: k}, m) for k in range(m)]
+    known = {} if sums is None else sums
+    table: dict[sp.Basic, sp.Symbol] = {}
+    for total in sorted(expr.atoms(sp.Sum), key=sp.default_sort_key):
+        if S.i in total.free_symbols:
+            continue
+        if total not in known:
+            known[total] = _eval(total, data, env, {}, m)
+        table[total] = sp.Symbol(f"_sum{len(table)}")
+        env[table[total].name] = known[total]
+    plain = expr.xreplace(table)
+    return [_eval(plain, data, env, {S.i: k}, m) for k in range(m)]
 
 
 def _eval(e: sp.Basic, data: dict[str, list[Any]], env: dict[str, Any],
@@ -81,5 +98,6 @@ def _eval(e: sp.Basic, data: dict[str, list[Any]], env: dict[str, Any],
         (k, low, high), = e.limits
         if (low, high) != (1, S.m):
             raise ValueError(f"only sums over j = 1..m are supported, not {e.limits}")
-        return mpmath.fsum(_eval(e.function, data, env, {**index, k: n}, m) for n in range(m))
+        return mpmath.fsum(_eval(e.function, data, env, {**index, k: n}, m)
+                           for n in range(m))
     raise TypeError(f"cannot evaluate {type(e).__name__}: {e}")

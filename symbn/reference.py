@@ -17,7 +17,7 @@ sets it with ``mpmath.workdps``; nothing here changes mpmath's precision).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,6 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from symbn import symbols as S
 from symbn.api import Derivation, derive
 from symbn.errors import OptionError
 from symbn.evaluate import evaluate
@@ -191,7 +190,7 @@ class Reference:
                 expr = d.closed_symbolic[w]
                 if w == "x" and self._at_limit(st):
                     expr = d.conditions[0].limit["x"]
-                values = evaluate_hoisted(expr, elements, scalars, sums)
+                values = evaluate(expr, elements, scalars, sums)
                 if w == "x":
                     out[w][:, c] = values
                 else:
@@ -210,42 +209,3 @@ class Reference:
         else:
             scalars.update(running_mean=running_mean, running_var=running_var)
         return scalars
-
-
-def evaluate_hoisted(expr: sp.Expr, elements: Mapping[str, Sequence[Any]],
-                     scalars: Mapping[str, Any],
-                     sums: dict[sp.Expr, Any] | None = None) -> list[mpmath.mpf]:
-    """:func:`symbn.evaluate.evaluate`, with each sum over j computed once, not once per i.
-
-    A sum ``Σ_j body(j)`` is the same for every element i; it is evaluated as the elementwise
-    ``body(i)``, added up, and bound as a scalar. The cost drops from O(m²) to O(m). ``sums``
-    (optional) keeps the values of sums already computed on the same data, for reuse.
-
-    >>> g = S.element_function("g")
-    >>> expr = S.m * g(S.i) - sp.Sum(g(S.j), (S.j, 1, S.m))
-    >>> [float(v) for v in evaluate_hoisted(expr, {"g": [1, 2, 6]}, {})]
-    [-6.0, -3.0, 9.0]
-    """
-    known = {} if sums is None else sums
-    bound = dict(scalars)
-    table: dict[sp.Expr, sp.Expr] = {}
-    for s in sorted(expr.atoms(sp.Sum), key=sp.default_sort_key):
-        if s not in known:
-            (j, _, _), = s.limits
-            body = s.function.xreplace({j: S.i})
-            known[s] = mpmath.fsum(evaluate(body, _used(body, elements), bound))
-        name = f"_sum{len(table)}"
-        bound[name] = known[s]
-        table[s] = sp.Symbol(name)
-    plain = expr.xreplace(table)
-    used = _used(plain, elements)
-    if not used:    # a scalar: evaluate needs one element sequence to know m
-        m = len(next(iter(elements.values())))
-        dummy = [0] * (m if plain.has(S.m) else 1)     # evaluate reads m off the data
-        return [evaluate(plain, {"_": dummy}, bound)[0]] * m
-    return evaluate(plain, used, bound)
-
-
-def _used(expr: sp.Expr, elements: Mapping[str, Sequence[Any]]) -> dict[str, Sequence[Any]]:
-    names = {f.func.__name__ for f in expr.atoms(sp.core.function.AppliedUndef)}
-    return {k: v for k, v in elements.items() if k in names}

@@ -12,7 +12,8 @@ import symbn
 import symbn.checker
 from symbn import fd
 from symbn.errors import OptionError
-from symbn.reference import Reference, as_matrix, evaluate_hoisted
+from symbn.evaluate import evaluate
+from symbn.reference import Reference, as_matrix
 from symbn.strategies import cases
 
 VARIANTS = symbn.all_variants()
@@ -102,16 +103,19 @@ def test_bad_shapes_are_refused_with_the_shape_named() -> None:
         ref.gradient(np.ones((4, 2)), np.arange(8.0).reshape(4, 2), [1, 2, 3], eps=1e-5)
 
 
-def test_hoisted_sums_equal_the_plain_evaluator() -> None:
-    """Computing each Σ once gives the same numbers as symbn.evaluate's O(m²) walk."""
+def test_evaluate_matches_the_closed_form_written_out() -> None:
+    """symbn.evaluate (sums computed once) gives the textbook dx computed with numpy."""
     d = symbn.derive(symbn.LayerSpec())
     rng = np.random.default_rng(3)
-    elements = {"g": rng.normal(size=7).tolist(), "xhat": rng.normal(size=7).tolist()}
-    scalars = {"gamma": 1.3, "r": 0.7}
+    g, xhat = rng.normal(size=7), rng.normal(size=7)
+    gamma, r = 1.3, 0.7
+    want = gamma * r / 7 * (7 * g - g.sum() - xhat * (g * xhat).sum())
+    sums: dict = {}
     with mpmath.workdps(30):
-        fast = evaluate_hoisted(d.closed_symbolic["x"], elements, scalars)
-        slow = symbn.evaluate.evaluate(d.closed_symbolic["x"], elements, scalars)
-        assert all(abs(a - b) < mpmath.mpf(10) ** -25 for a, b in zip(fast, slow, strict=True))
+        got = evaluate(d.closed_symbolic["x"], {"g": g.tolist(), "xhat": xhat.tolist()},
+                       {"gamma": gamma, "r": r}, sums)
+    assert np.allclose([float(v) for v in got], want, rtol=1e-13, atol=1e-13)
+    assert len(sums) == 2      # Σ g and Σ g·x̂, each computed once and kept for reuse
 
 
 @settings(max_examples=40)
