@@ -217,7 +217,8 @@ class _Problem:
                  running_mean: Any, running_var: Any, dps: int) -> None:
         self.ref, self.cols, self.gcols = ref, as_matrix(x), as_matrix(dy, "dy")
         self.params = ref._params(len(self.cols), gamma, beta, running_mean, running_var)
-        self.eps = eps
+        self.inputs = (dy, x, gamma, running_mean, running_var)
+        self.eps, self.dps = eps, dps
         with mpmath.workdps(dps):
             e = mpmath.mpf(eps)
             self.scales = [_scale(ref.stats(col, e, self.params["running_mean"][c],
@@ -225,6 +226,13 @@ class _Problem:
                            for c, col in enumerate(self.cols)]
         self.offset = max(_offset_digits(col, s) for col, s in zip(self.cols, self.scales,
                                                                    strict=True))
+
+    def reference_gradient(self) -> dict[str, np.ndarray]:
+        """The proven gradient at this problem's point, at its precision."""
+        dy, x, gamma, running_mean, running_var = self.inputs
+        with mpmath.workdps(self.dps):
+            return self.ref.gradient(dy, x, gamma, eps=self.eps, running_mean=running_mean,
+                                     running_var=running_var)
 
     def direction(self, rng: np.random.Generator) -> dict[str, list[list[mpmath.mpf]]]:
         """A random direction, each channel's x-part on that channel's scale."""
@@ -270,10 +278,7 @@ def directional(ref: Reference, dy: Any, x: Any, gamma: Any = None, beta: Any = 
     cost is ``2·levels`` forward passes per direction, independent of the input's size.
     """
     problem = _Problem(ref, dy, x, gamma, beta, eps, running_mean, running_var, dps)
-    if gradient is None:
-        with mpmath.workdps(dps):
-            gradient = ref.gradient(dy, x, gamma, eps=eps, running_mean=running_mean,
-                                    running_var=running_var)
+    gradient = gradient if gradient is not None else problem.reference_gradient()
     rng = np.random.default_rng(seed)
     results = []
     for _ in range(directions):
@@ -313,10 +318,7 @@ def taylor_test(ref: Reference, dy: Any, x: Any, gamma: Any = None, beta: Any = 
     (rates → 1). ``exact`` means every remainder was at rounding level (L is linear along v).
     """
     problem = _Problem(ref, dy, x, gamma, beta, eps, running_mean, running_var, dps)
-    if gradient is None:
-        with mpmath.workdps(dps):
-            gradient = ref.gradient(dy, x, gamma, eps=eps, running_mean=running_mean,
-                                    running_var=running_var)
+    gradient = gradient if gradient is not None else problem.reference_gradient()
     rng = np.random.default_rng(seed)
     with mpmath.workdps(dps + problem.offset + 10):
         v = problem.direction(rng)
