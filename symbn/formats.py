@@ -20,10 +20,6 @@ from symbn.graph import Node
 from symbn.latexprint import latex, name_latex
 
 
-def _label(name: str, index: str) -> str:
-    return f"dL/d{name}" + (f"({index})" if index else "")
-
-
 def _elements(d: Derivation, name: str, values: Elem) -> Iterable[tuple[str, sp.Expr]]:
     """(label, expression) for each element of an elementwise quantity, or the scalar."""
     items = as_tuple(values)
@@ -79,7 +75,7 @@ def to_text(d: Derivation, proof: ProofReport | None = None) -> str:
     lines += ["", "Chain rule, from the loss L = Sum_j g(j)*y(j) back to the inputs:"]
     for step in d.steps:
         for label, expr in _elements(d, step.name, step.expr):
-            lines.append(f"  {_label(label, '')} =")
+            lines.append(f"  dL/d{label} =")
             lines += ["    " + row for row in _pretty(expr).splitlines()]
         if _sum_vanished(d, step.name, step.expr):
             lines.append("    where a sum vanishes (Sum_j (x(j) - mu) = 0), leaving")
