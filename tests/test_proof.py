@@ -8,6 +8,7 @@ import sympy as sp
 import symbn
 from symbn import symbols as S
 from symbn.batch import ConcreteBatch
+from symbn.closed import statistics_facts
 from symbn.derive import backward
 from symbn.proof import prove_concrete, prove_symbolic
 from symbn.spec import LayerSpec, all_variants
@@ -48,7 +49,6 @@ def test_wrong_closed_forms_are_not_proved(name: str) -> None:
     wrong = _wrong_forms()[name]
     raw = d.raw["x"]
     assert isinstance(raw, sp.Expr)
-    from symbn.closed import statistics_facts
     facts = statistics_facts(d.graph, None)
     assert not prove_symbolic("x", wrong, raw, d.graph, d.form, facts).holds
     concrete = backward(d.graph, ConcreteBatch(4))
@@ -60,7 +60,6 @@ def test_eps_outside_root_is_not_the_standard_gradient() -> None:
     """The std-placement closed form does not prove against the sqrt-placement derivative."""
     std = symbn.derive(LayerSpec(eps_placement="std"))
     sqrt = symbn.derive()
-    from symbn.closed import statistics_facts
     facts = statistics_facts(sqrt.graph, None)
     raw = sqrt.raw["x"]
     assert isinstance(raw, sp.Expr)
