@@ -6,7 +6,8 @@ Every ratio in a table is measured in this one run, on this machine:
 * ``vs textbook``: time of the plain NumPy closed form (mean, var, x̂, then the formula, as
   courses write it) divided by ours (> 1: we are faster);
 * ``vs torch``: time of ``torch.ops.aten.native_batch_norm_backward`` on CPU (given the saved
-  mean and inverse std, so torch does less work than we do) divided by ours;
+  mean and inverse std, so torch does less work than we do) divided by ours, with torch's
+  default threads (one per core) and, in ``vs torch 1t``, on one thread as NumPy runs;
 * ``/ bound``: our time divided by 2.5 × the time of ``np.copyto`` on one input-sized array
   (an ideal backward moves 5 arrays' worth of data);
 * ``peak mem``: tracemalloc's peak during one call, in input-sized arrays (output included).
@@ -16,7 +17,8 @@ hard for float32: x = 1e4 + N(0, 1), a constant channel, variance below ε; erro
 ‖dx − truth‖ / (‖dy‖·|γ|·r), worst channel (dγ and dβ: relative to their natural scale, as in
 :func:`symbn.codegen_reference.relative_errors`).
 
-Times are medians of the repeats. On a shared machine, run it a few times and read ranges.
+Times are medians of the repeats, each function timed in its own run of calls (see
+:func:`median_times`). On a shared machine, run it a few times and read ranges.
 """
 
 from __future__ import annotations
@@ -64,16 +66,27 @@ def textbook_backward(dy, x, gamma, eps=EPS, axis=-1):
 
 
 def median_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median time of each function, the calls interleaved so that load changes hit all alike."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for fn in fns.values():
-        fn()
-    for _ in range(repeats):
-        for name, fn in fns.items():
+    """Median time of each function, each timed in one run of calls after a warm-up.
+
+    The warm-up (at least 3 calls and 0.3 s) matters for torch, whose first dozen calls on new
+    tensors can take 4x longer.
+
+    Runs are not interleaved call by call: torch's OpenMP threads and OpenBLAS's keep spinning
+    for a while after a call, and would slow down whatever ran next on the same cores.
+    """
+    times: dict[str, float] = {}
+    for name, fn in fns.items():
+        warm, start = 0, time.perf_counter()
+        while warm < 3 or time.perf_counter() - start < 0.3:
+            fn()
+            warm += 1
+        samples = []
+        for _ in range(repeats):
             start = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - start)
-    return {k: float(np.median(v)) for k, v in times.items()}
+            samples.append(time.perf_counter() - start)
+        times[name] = float(np.median(samples))
+    return times
 
 
 def peak_arrays(fn: Callable[[], object], nbytes: int) -> float:
@@ -99,12 +112,22 @@ def torch_backward(dy, x, gamma, eps=EPS):
     return run
 
 
+def torch_one_thread_time(fn: Callable[[], object], repeats: int) -> float:
+    """Median time of ``fn`` with torch on one thread (set once, around all the calls)."""
+    default = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return median_times({"torch1": fn}, repeats)["torch1"]
+    finally:
+        torch.set_num_threads(default)
+
+
 def speed_table(backends: list[str], repeats: int) -> list[str]:
     spec = symbn.LayerSpec()
     modules = {b: load(spec, b) for b in backends}
     head = ["dtype", "shape (axis)", "bound ms"]
     for b in backends:
-        head += [f"{b} ms", "vs textbook", "vs torch", "/ bound", "peak mem"]
+        head += [f"{b} ms", "vs textbook", "vs torch", "vs torch 1t", "/ bound", "peak mem"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for dtype in (np.float32, np.float64):
         for shape, axis in SHAPES:
@@ -123,13 +146,16 @@ def speed_table(backends: list[str], repeats: int) -> list[str]:
                 fns[b] = lambda f=modules[b].backward, x=x, dy=dy, g=gamma, a=axis: f(
                     dy, x, g, axis=a)
             t = median_times(fns, repeats)
+            if torch is not None:
+                t["torch1"] = torch_one_thread_time(fns["torch"], repeats)
             bound = 2.5 * t["copy"]
             row = [np.dtype(dtype).name, f"{shape} ({axis})", f"{bound * 1e3:.2f}"]
             for b in backends:
                 ours = t[b]
                 mem = peak_arrays(fns[b], x.nbytes)
-                vs_torch = f"{t['torch'] / ours:.2f}x" if torch is not None else "n/a"
-                row += [f"{ours * 1e3:.2f}", f"{t['book'] / ours:.2f}x", vs_torch,
+                vs_torch = [f"{t[k] / ours:.2f}x" if torch is not None else "n/a"
+                            for k in ("torch", "torch1")]
+                row += [f"{ours * 1e3:.2f}", f"{t['book'] / ours:.2f}x", *vs_torch,
                         f"{ours / bound:.2f}", f"{mem:.2f}"]
             rows.append("| " + " | ".join(row) + " |")
     return rows

@@ -10,11 +10,14 @@ where
     xhat(i) = (-running_mean + x(i))/sqrt(eps + running_var)
     r = 1/sqrt(eps + running_var)
 
-Evaluated per channel as dx = a*dy + b*xs + c with xs = x - shift, shift = the centre rounded
-to the dtype of x, delta = centre - shift (float64); symbn proved this equal to the closed form
-for every m before printing it. Statistics are two-pass and accumulate in float64 (squares of
-float32 values taken exactly in float64); sums of dy and dy*xs add up per-block partial sums in
-float64. Passes go over blocks of about BLOCK_SIZE elements, a few NumPy calls per block.
+Evaluated per channel as dx = a*dy + b*xs + c with xs = x - shift and delta = centre - shift
+(float64); symbn proved this equal to the closed form for every m and every shift before
+printing it. In training the shift is the mean of a sample of each channel (at most PILOT x
+PILOT elements), and one sweep sums xs, xs**2, dy and dy*xs: mean = shift + delta, delta = Σ xs
+/ m, and the variance is Σ xs² / m - delta², never E[x²] - E[x]². Sums of xs and xs**2
+accumulate in float64 (squares of float32 values taken exactly in float64); sums of dy and
+dy*xs add up per-block partial sums in float64. Passes go over blocks of about BLOCK_SIZE
+elements, a few NumPy calls per block.
 
 Signatures:
     forward(x, running_mean, running_var, *, eps=1e-5, axis=-1) -> y
@@ -30,6 +33,7 @@ __all__ = ["backward", "forward"]
 
 
 BLOCK_SIZE = 1 << 18  # elements per block at most (found fastest on a 2-core VM)
+PILOT = 64  # the shift is the mean of at most PILOT x PILOT elements of each channel
 
 
 def _layout(x, axis):
@@ -87,12 +91,13 @@ def _channels(a, axis):
 def _blocks(a3):
     """``(p, c)`` slice pairs that cut a (P, C, Q) array into blocks.
 
-    A block holds at most BLOCK_SIZE elements and a quarter of the array. Every pass over the
-    data goes block by block, so that the several NumPy calls made on one block find it in
-    cache and only the first one reads it from memory.
+    A block holds at most BLOCK_SIZE elements and half the array (so that float64 scratch space
+    for a float32 block stays within one input's size). Every pass over the data goes block by
+    block, so that the several NumPy calls made on one block find it in cache and only the first
+    one reads it from memory.
     """
     n_p, n_c, n_q = a3.shape
-    size = max(1, min(BLOCK_SIZE, a3.size // 4))
+    size = max(1, min(BLOCK_SIZE, a3.size // 2))
     cb = max(1, min(n_c, size // n_q))
     pb = max(1, size // (n_q * cb))
     return [(slice(p, p + pb), slice(c, c + cb))
@@ -118,7 +123,7 @@ def _by_block(v, blocks, a3):
     """Per-channel ``v``, shaped (1, C, 1), cut to each block's channels.
 
     When every block holds the same channels and there are at least four blocks, ``v`` is
-    written out to a whole block (at most a quarter of the array) instead of broadcast: NumPy
+    written out to a whole block (at most half the array) instead of broadcast: NumPy
     reads a broadcast operand at about half the speed of a plain one.
     """
     if v is None:
@@ -130,36 +135,50 @@ def _by_block(v, blocks, a3):
     return [whole[: a3[p, c0].shape[0]] for p, _ in blocks]
 
 
-def _sums(x3, shift, blocks, dy3=None, squares=True, keep=None):
-    """Per-channel sums of xs = x - shift: Σ xs² (if ``squares``), then, given dy, Σ dy, Σ dy·xs.
+def _pilot(x3):
+    """A shift for each channel: the mean of its first PILOT x PILOT elements, in x's dtype.
+
+    Sums of xs = x - shift give the mean (shift + Σ xs / m) and the variance
+    (Σ xs² / m - (Σ xs / m)²) in the same sweep as the sums of dy. The shift is the mean of a
+    sample of the channel, so (mean - shift)² is at most (m / k - 1) σ² for a sample of k
+    elements, and usually about σ² / k: the subtraction loses at most a factor m / k of
+    float64's precision, where E[x²] - E[x]² would lose (mean / σ)².
+    """
+    sample = x3[:PILOT, :, :PILOT]
+    return np.mean(sample, axis=(0, 2), keepdims=True, dtype=np.float64).astype(x3.dtype)
+
+
+def _sums(x3, shift, blocks, dy3=None, moments=True, keep=None):
+    """Per-channel Σ xs and Σ xs² (if ``moments``), xs = x - shift; given dy, Σ dy, Σ dy·xs.
 
     Each is float64, shaped (1, C, 1), from one sweep over the blocks, xs formed block by block in
-    scratch space. Σ xs², which the variance and so every output rest on, is summed in float64
-    from float64 copies of xs, whose squares are exact for float32 data. Σ dy and Σ dy·xs are
-    summed in x's dtype within a block and in float64 across blocks. Given ``keep`` (an array
-    like x3), xs is left there for :func:`_combine`.
+    scratch space. Σ xs and Σ xs², which the statistics and so every output rest on, are summed
+    in float64 from float64 copies of xs (whose squares are exact for float32 data). Σ dy and
+    Σ dy·xs are summed in x's dtype within a block and in float64 across blocks. Given ``keep``
+    (an array like x3), xs is left there for :func:`_combine`.
     """
     n_c = x3.shape[1]
-    totals = np.zeros((3, n_c))
+    totals = np.zeros((2 * moments + 2 * (dy3 is not None), n_c))
     size = x3[blocks[0]].size
     xs_space = np.empty(size, x3.dtype) if keep is None else None
-    wide_space = np.empty(size) if squares and x3.dtype != np.float64 else None
+    wide_space = np.empty(size) if moments and x3.dtype != np.float64 else None
     for (p, c), centre in zip(blocks, _by_block(shift, blocks, x3), strict=True):
         xb = x3[p, c]
         xs = xs_space[: xb.size].reshape(xb.shape) if keep is None else keep[p, c]
         np.subtract(xb, centre, out=xs)
-        if wide_space is not None:
-            wide = wide_space[: xb.size].reshape(xb.shape)
-            np.copyto(wide, xs)
-            totals[0, c] += _block_sum(wide, wide)
-        elif squares:
-            totals[0, c] += _block_sum(xs, xs)
+        sums = []
+        if moments:
+            wide = xs
+            if wide_space is not None:
+                wide = wide_space[: xb.size].reshape(xb.shape)
+                np.copyto(wide, xs)
+            sums += [_block_sum(wide), _block_sum(wide, wide)]
         if dy3 is not None:
             gb = dy3[p, c]
-            totals[1, c] += _block_sum(gb)
-            totals[2, c] += _block_sum(gb, xs)
-    wanted = ([0] if squares else []) + ([1, 2] if dy3 is not None else [])
-    return tuple(totals[k].reshape(1, n_c, 1) for k in wanted)
+            sums += [_block_sum(gb), _block_sum(gb, xs)]
+        for total, s in zip(totals, sums, strict=True):
+            total[c] += s
+    return tuple(total.reshape(1, n_c, 1) for total in totals)
 
 
 def _split(b, dtype):
