@@ -10,15 +10,19 @@ Every ratio in a table is measured in this one run, on this machine:
   default threads (one per core) and, in ``vs torch 1t``, on one thread as NumPy runs;
 * ``/ bound``: our time divided by 2.5 × the time of ``np.copyto`` on one input-sized array
   (an ideal backward moves 5 arrays' worth of data);
-* ``peak mem``: tracemalloc's peak during one call, in input-sized arrays (output included).
+* ``peak mem``: tracemalloc's peak during one call, in input-sized arrays (output included);
+* ``torch / bound``, ``torch 1t / bound``: torch's times over the bound, for orientation;
+* ``ne pass / bound``: one ``numexpr.evaluate("a*dy + b*(x - s) + c")`` over the whole array
+  (the fused elementwise pass alone, per-channel a, b, s, c broadcast) over the bound.
 
 The accuracy table evaluates the closed form with mpmath (50 digits) on float32 inputs that are
 hard for float32: x = 1e4 + N(0, 1), a constant channel, variance below ε; errors are
 ‖dx − truth‖ / (‖dy‖·|γ|·r), worst channel (dγ and dβ: relative to their natural scale, as in
 :func:`symbn.codegen_reference.relative_errors`).
 
-Times are medians of the repeats, each function timed in its own run of calls (see
-:func:`median_times`). On a shared machine, run it a few times and read ranges.
+Times are medians of the repeats, each function timed in its own run of calls, with the
+caches flushed before every call (see :func:`median_times`). On a shared machine, run it a
+few times and read ranges.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ try:
 except ImportError:  # numexpr is an optional extra
     numexpr = None
 
+FLUSH = np.zeros(8 << 20)  # 64 MB, swept before every timed call
 SHAPES = (((256, 1024), -1), ((4096, 1024), -1), ((32, 64, 56, 56), 1))
 EPS = 1e-5
 
@@ -68,11 +73,12 @@ def textbook_backward(dy, x, gamma, eps=EPS, axis=-1):
 def median_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
     """Median time of each function, each timed in one run of calls after a warm-up.
 
-    The warm-up (at least 3 calls and 0.3 s) matters for torch, whose first dozen calls on new
-    tensors can take 4x longer.
-
-    Runs are not interleaved call by call: torch's OpenMP threads and OpenBLAS's keep spinning
-    for a while after a call, and would slow down whatever ran next on the same cores.
+    Before every timed call the caches are flushed (a sweep over 64 MB, twice the L3 of the
+    machine measured), so that each call, the copy of the bound included, reads its inputs from
+    memory as a training step would. Runs are not interleaved call by call: torch's OpenMP
+    threads and OpenBLAS's keep spinning for a while after a call and would slow down whatever
+    ran next. The warm-up (at least 3 calls and 0.3 s) matters for torch, whose first dozen
+    calls on new tensors can take 4x longer.
     """
     times: dict[str, float] = {}
     for name, fn in fns.items():
@@ -82,6 +88,7 @@ def median_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str
             warm += 1
         samples = []
         for _ in range(repeats):
+            np.add(FLUSH, 1.0, out=FLUSH)
             start = time.perf_counter()
             fn()
             samples.append(time.perf_counter() - start)
@@ -112,6 +119,18 @@ def torch_backward(dy, x, gamma, eps=EPS):
     return run
 
 
+def numexpr_pass(dy, x, axis, out):
+    """A closure making numexpr's fused pass out = a*dy + b*(x - s) + c, per-channel a, b, s, c."""
+    shape = [1] * x.ndim
+    shape[axis] = x.shape[axis]
+    a, b, s, c = (np.full(shape, v, x.dtype) for v in (1.1, 0.3, 0.2, -0.1))
+
+    def run():
+        return numexpr.evaluate("a*dy + b*(x - s) + c", local_dict={
+            "a": a, "b": b, "s": s, "c": c, "dy": dy, "x": x}, out=out)
+    return run
+
+
 def torch_one_thread_time(fn: Callable[[], object], repeats: int) -> float:
     """Median time of ``fn`` with torch on one thread (set once, around all the calls)."""
     default = torch.get_num_threads()
@@ -125,7 +144,8 @@ def torch_one_thread_time(fn: Callable[[], object], repeats: int) -> float:
 def speed_table(backends: list[str], repeats: int) -> list[str]:
     spec = symbn.LayerSpec()
     modules = {b: load(spec, b) for b in backends}
-    head = ["dtype", "shape (axis)", "bound ms"]
+    head = ["dtype", "shape (axis)", "bound ms", "torch / bound", "torch 1t / bound",
+            "ne pass / bound"]
     for b in backends:
         head += [f"{b} ms", "vs textbook", "vs torch", "vs torch 1t", "/ bound", "peak mem"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -142,6 +162,8 @@ def speed_table(backends: list[str], repeats: int) -> list[str]:
             }
             if torch is not None:
                 fns["torch"] = torch_backward(dy, x, gamma)
+            if numexpr is not None:
+                fns["ne pass"] = numexpr_pass(dy, x, axis, out)
             for b in backends:
                 fns[b] = lambda f=modules[b].backward, x=x, dy=dy, g=gamma, a=axis: f(
                     dy, x, g, axis=a)
@@ -150,6 +172,8 @@ def speed_table(backends: list[str], repeats: int) -> list[str]:
                 t["torch1"] = torch_one_thread_time(fns["torch"], repeats)
             bound = 2.5 * t["copy"]
             row = [np.dtype(dtype).name, f"{shape} ({axis})", f"{bound * 1e3:.2f}"]
+            row += [f"{t[k] / bound:.2f}" if k in t else "n/a"
+                    for k in ("torch", "torch1", "ne pass")]
             for b in backends:
                 ours = t[b]
                 mem = peak_arrays(fns[b], x.nbytes)
