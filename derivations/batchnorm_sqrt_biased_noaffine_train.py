@@ -141,8 +141,9 @@ def _pilot(x3):
     Sums of xs = x - shift give the mean (shift + Σ xs / m) and the variance
     (Σ xs² / m - (Σ xs / m)²) in the same sweep as the sums of dy. The shift is the mean of a
     sample of the channel, so (mean - shift)² is at most (m / k - 1) σ² for a sample of k
-    elements, and usually about σ² / k: the subtraction loses at most a factor m / k of
-    float64's precision, where E[x²] - E[x]² would lose (mean / σ)².
+    elements (plus the rounding of the shift to x's dtype), and usually about σ² / k: the
+    subtraction loses at most a factor m / k of float64's precision, where E[x²] - E[x]² would
+    lose (mean / σ)².
     """
     sample = x3[:PILOT, :, :PILOT]
     return np.mean(sample, axis=(0, 2), keepdims=True, dtype=np.float64).astype(x3.dtype)
