@@ -82,8 +82,9 @@ def default_cases(spec: LayerSpec, dtype: str = "float64", seed: int = 0) -> tup
         channels = x.shape[axis]
         if gamma is None:
             gamma = rng.choice([-1.0, 1.0], channels) * rng.uniform(0.5, 2.0, channels)
-        rm = rng.normal(size=channels) if not spec.uses_batch_statistics else None
-        rv = rng.uniform(0.25, 4.0, channels) if not spec.uses_batch_statistics else None
+        rm = np.asarray(rng.normal(size=channels)) if not spec.uses_batch_statistics else None
+        rv = np.asarray(rng.uniform(0.25, 4.0, channels)) if not spec.uses_batch_statistics \
+            else None
         cases.append(Case(
             x=x.astype(dtype), dy=rng.normal(size=x.shape).astype(dtype),
             gamma=gamma.astype(dtype) if spec.affine else None,

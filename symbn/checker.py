@@ -103,10 +103,9 @@ def _truth(ref: Reference, case: Case, dps: int) -> _Truth:
     x2, g2 = case.columns(case.x), case.columns(case.dy)
     m, channels = x2.shape
     gamma = np.asarray(case.gamma, dtype=np.float64) if spec.affine else np.ones(channels)
-    kw = {"eps": float(case.eps), "running_mean": case.running_mean,
-          "running_var": case.running_var}
     with mpmath.workdps(dps):
-        grads = ref.gradient(g2, x2, gamma if spec.affine else None, **kw)
+        grads = ref.gradient(g2, x2, gamma if spec.affine else None, eps=float(case.eps),
+                             running_mean=case.running_mean, running_var=case.running_var)
         e = mpmath.mpf(float(case.eps))
         params = ref._params(channels, gamma, None, case.running_mean, case.running_var)
         stats = [ref.stats([mpmath.mpf(float(v)) for v in x2[:, c]], e,

@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import mpmath
@@ -177,8 +178,8 @@ class _Channel:
         with mpmath.workdps(wp):
             relative = step_for(dps, levels) if lv == levels else mpmath.power(10, -(dps + 5))
             h = (relative if step is None else mpmath.mpf(step)) * scale
-            out = {"x": [central_difference(lambda t, k=k: self.loss(k, t), step=h,
-                                            levels=lv).value for k in range(len(self.col))]}
+            out = {"x": [central_difference(partial(self.loss, k), step=h, levels=lv).value
+                         for k in range(len(self.col))]}
             if self.ref.spec.affine:
                 hp = step_for(dps, levels, max(1, abs(self.gamma)))
                 out["gamma"] = [central_difference(lambda t: self.loss(dgamma=t), step=hp,
@@ -259,7 +260,7 @@ class _Problem:
     @staticmethod
     def dot(grad: dict[str, np.ndarray], v: dict[str, list[list[mpmath.mpf]]]) -> mpmath.mpf:
         """``∇L · v`` for a gradient in the layout of :meth:`Reference.gradient`."""
-        terms = []
+        terms: list[mpmath.mpf] = []
         for w, parts in v.items():
             g = grad[w]
             for c, part in enumerate(parts):
@@ -285,8 +286,8 @@ def directional(ref: Reference, dy: Any, x: Any, gamma: Any = None, beta: Any = 
         with mpmath.workdps(dps):
             v = problem.direction(rng)
         with mpmath.workdps(working_dps(dps, levels, problem.offset)):
-            est = central_difference(lambda t, v=v: problem.loss(t, v),
-                                     step=step_for(dps, levels), levels=levels)
+            est = central_difference(partial(problem.loss, v=v), step=step_for(dps, levels),
+                                     levels=levels)
             analytic = problem.dot(gradient, v)
         with mpmath.workdps(dps):
             results.append(DirectionalResult(+est.value, +analytic, +est.error))

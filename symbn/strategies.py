@@ -146,7 +146,7 @@ def upstream_gradients(draw: st.DrawFn, x: np.ndarray, *, axis: int = -1,
         dy = rng.standard_normal(x.shape)
     elif kind == "constant":
         a = np.moveaxis(np.zeros(x.shape), axis, -1)
-        a[...] = rng.standard_normal(a.shape[-1])
+        a[...] = rng.standard_normal(x.shape[axis])
         dy = np.moveaxis(a, -1, axis)
     elif kind == "xhat":
         dy = _xhat(spec or LayerSpec(), x, axis, eps, running_mean, running_var)
@@ -171,6 +171,7 @@ def cases(draw: st.DrawFn, layer: str = "batchnorm", *, eps_placement: str = "sq
     smallest = 2 if spec.uses_batch_statistics and variance == "unbiased" else 1
     eps = draw(st.sampled_from(EPSILONS))
     channels = draw(st.integers(1, max_channels))
+    shape: tuple[int, ...]
     if nchw and draw(st.booleans()):
         n, h, w = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
         if n * h * w < smallest:
