@@ -38,6 +38,8 @@ __all__ = ["backward", "forward"]
 
 BLOCK_SIZE = 1 << 18  # elements per block at most (found fastest on a 2-core VM)
 PILOT = 64  # the shift is the mean of at most PILOT x PILOT elements of each channel
+# below these a per-channel coefficient loses digits in the dtype (see _split)
+TINY = {np.dtype(t): np.finfo(t).tiny / np.finfo(t).eps for t in (np.float32, np.float64)}
 
 
 def _layout(x, axis):
@@ -89,7 +91,8 @@ def _per_channel(name, a, x, axis):
 def _channels(a, axis):
     """``a`` as a C-contiguous (P, C, Q) array, C = a.shape[axis] (a view when ``a`` allows)."""
     a = np.ascontiguousarray(a)
-    return a.reshape(int(np.prod(a.shape[:axis], dtype=np.int64)), a.shape[axis], -1)
+    q = a.reshape(*a.shape[: axis + 1], -1).shape[-1]
+    return a.reshape(-1, a.shape[axis], q)
 
 
 def _blocks(a3):
@@ -150,7 +153,8 @@ def _pilot(x3):
     lose (mean / σ)².
     """
     sample = x3[:PILOT, :, :PILOT]
-    return np.mean(sample, axis=(0, 2), keepdims=True, dtype=np.float64).astype(x3.dtype)
+    total = np.add.reduce(sample, axis=(0, 2), keepdims=True, dtype=np.float64)
+    return (total / (sample.shape[0] * sample.shape[2])).astype(x3.dtype)
 
 
 def _sums(x3, shift, blocks, dy3=None, moments=True, keep=None):
@@ -193,8 +197,9 @@ def _split(b, dtype):
     gives b ~ r³·Σ(dy·xs) ~ 1e-73): then xs is scaled down by a power of two (exact) and b up by
     the same. Returns (b2, None) when b fits as it is.
     """
-    tiny = np.finfo(dtype).tiny / np.finfo(dtype).eps   # below this b loses digits in dtype
-    small = (b != 0) & (np.abs(b) < tiny)
+    tiny = TINY[np.dtype(dtype)]
+    small = np.abs(b) < tiny
+    small &= b != 0
     if not small.any():
         return b.astype(dtype), None
     _, exponent = np.frexp(np.where(small, b, 1.0))

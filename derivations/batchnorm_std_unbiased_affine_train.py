@@ -40,6 +40,8 @@ __all__ = ["backward", "forward"]
 
 BLOCK_SIZE = 1 << 18  # elements per block at most (found fastest on a 2-core VM)
 PILOT = 64  # the shift is the mean of at most PILOT x PILOT elements of each channel
+# below these a per-channel coefficient loses digits in the dtype (see _split)
+TINY = {np.dtype(t): np.finfo(t).tiny / np.finfo(t).eps for t in (np.float32, np.float64)}
 
 
 def _layout(x, axis):
@@ -91,7 +93,8 @@ def _per_channel(name, a, x, axis):
 def _channels(a, axis):
     """``a`` as a C-contiguous (P, C, Q) array, C = a.shape[axis] (a view when ``a`` allows)."""
     a = np.ascontiguousarray(a)
-    return a.reshape(int(np.prod(a.shape[:axis], dtype=np.int64)), a.shape[axis], -1)
+    q = a.reshape(*a.shape[: axis + 1], -1).shape[-1]
+    return a.reshape(-1, a.shape[axis], q)
 
 
 def _blocks(a3):
@@ -152,7 +155,8 @@ def _pilot(x3):
     lose (mean / σ)².
     """
     sample = x3[:PILOT, :, :PILOT]
-    return np.mean(sample, axis=(0, 2), keepdims=True, dtype=np.float64).astype(x3.dtype)
+    total = np.add.reduce(sample, axis=(0, 2), keepdims=True, dtype=np.float64)
+    return (total / (sample.shape[0] * sample.shape[2])).astype(x3.dtype)
 
 
 def _sums(x3, shift, blocks, dy3=None, moments=True, keep=None):
@@ -195,8 +199,9 @@ def _split(b, dtype):
     gives b ~ r³·Σ(dy·xs) ~ 1e-73): then xs is scaled down by a power of two (exact) and b up by
     the same. Returns (b2, None) when b fits as it is.
     """
-    tiny = np.finfo(dtype).tiny / np.finfo(dtype).eps   # below this b loses digits in dtype
-    small = (b != 0) & (np.abs(b) < tiny)
+    tiny = TINY[np.dtype(dtype)]
+    small = np.abs(b) < tiny
+    small &= b != 0
     if not small.any():
         return b.astype(dtype), None
     _, exponent = np.frexp(np.where(small, b, 1.0))
@@ -300,7 +305,7 @@ def backward(dy, x, gamma, *, eps=1e-5, axis=-1):
     t9 = delta*sum_g_xs*t8
     t10 = delta**2*t8
     a = t0
-    b = np.where(t3, gamma*r**3*t1*t2*(eps + sigma_nz), 0)
+    b = np.where(t3, gamma*(r**2*r)*t1*t2*(eps + sigma_nz), 0)
     c = (
         np.where(t3, -t0*t2*t4*(-m*sigma_nz*t9 + sum_g*t10*t7 + t10*t6 - t5 + t6 - t7*t9),
         -gamma*sum_g*t4/eps)

@@ -117,9 +117,21 @@ class BatchNumPyPrinter(NumPyPrinter):
         return str(super()._print_Piecewise(expr))
 
     def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
-        """``1/b`` rather than NumPy's ``b**(-1.0)``; other powers as NumPy prints them."""
+        """``1/b`` rather than NumPy's ``b**(-1.0)``; ``b**3`` as ``(b**2*b)``; others as NumPy.
+
+        NumPy squares fast but takes the general (slow) power function for other integer
+        exponents, so cubes are a square and a product (in parentheses, so that ``2/r**3``
+        stays ``2/(r**2*r)``).
+
+        >>> r, s = sp.symbols("r s")
+        >>> BatchNumPyPrinter().doprint(r**3 + 1/s), BatchNumPyPrinter().doprint(2/r**3)
+        ('(r**2*r) + 1/s', '2/(r**2*r)')
+        """
+        base = self.parenthesize(expr.base, sp.printing.precedence.PRECEDENCE["Pow"])
         if expr.exp == -1:
-            return f"1/{self.parenthesize(expr.base, sp.printing.precedence.PRECEDENCE['Pow'])}"
+            return f"1/{base}"
+        if expr.exp == 3:
+            return f"({base}**2*{base})"
         return str(super()._print_Pow(expr, rational=rational))
 
     def _print_StrictGreaterThan(self, expr: sp.Expr) -> str:
