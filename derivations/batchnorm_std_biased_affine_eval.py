@@ -39,7 +39,8 @@ __all__ = ["backward", "forward"]
 BLOCK_SIZE = 1 << 18  # elements per block at most (found fastest on a 2-core VM)
 PILOT = 64  # the shift is the mean of at most PILOT x PILOT elements of each channel
 # below these a per-channel coefficient loses digits in the dtype (see _split)
-TINY = {np.dtype(t): np.finfo(t).tiny / np.finfo(t).eps for t in (np.float32, np.float64)}
+TINY = {np.dtype(np.float32): np.finfo(np.float32).tiny / np.finfo(np.float32).eps,
+        np.dtype(np.float64): np.finfo(np.float64).tiny / np.finfo(np.float64).eps}
 
 
 def _layout(x, axis):
