@@ -4,8 +4,8 @@
 form rewritten as ``dx = a·dy + b·xs + c`` and proven equal to it), shares common
 subexpressions of the per-channel coefficients (``sympy.cse``) and prints them through
 :class:`~symbn.numpy_printer.BatchNumPyPrinter`. The data is seen as a (P, C, Q) array, C the
-channels. The shift is the mean of a small sample of each channel; the sums of the plan (Σ xs,
-Σ xs², Σ dy, Σ dy·xs) are one sweep and ``dx = a·dy + b·xs + c`` another, each going over
+channels. The mean is one ``np.sum(..., dtype=np.float64)``; the sums of the plan (Σ xs²,
+Σ dy, Σ dy·xs) are one sweep and ``dx = a·dy + b·xs + c`` another, each going over
 cache-sized blocks of the batch with a few vectorized NumPy calls (BLAS or ``np.einsum`` for the
 sums) per block, so that only the first call reads a block from memory. The loop runs over
 blocks (a few dozen), never over elements. :func:`load` compiles the same source in-process.
@@ -121,13 +121,13 @@ def _needs(exprs: list[sp.Expr], symbol: sp.Symbol) -> bool:
 
 def _keeps_xs(plan: Plan, exprs: list[sp.Expr], backend: str) -> bool:
     """Whether the sums leave xs in the result array for the elementwise pass to finish."""
-    sums = plan.delta is not None or any(_needs(exprs, s) for s in SUMS)
+    sums = plan.variance is not None or any(_needs(exprs, s) for s in SUMS)
     return backend == "numpy" and sums and _needs(exprs, XS(S.i))
 
 
 def _prelude(plan: Plan, backend: str, exprs: list[sp.Expr], per_channel: list[str],
              out: str, with_dy: bool) -> list[str]:
-    """Checks, (P, C, Q) views, shift, sums, statistics, σ and r: all before the coefficients.
+    """Checks, (P, C, Q) views, statistics, shift, sums, σ and r: all before the coefficients.
 
     ``out`` names the result, allocated here.
     """
@@ -143,26 +143,25 @@ def _prelude(plan: Plan, backend: str, exprs: list[sp.Expr], per_channel: list[s
               f"    {out}3 = {out}.reshape(x3.shape)",
               "    blocks = _blocks(x3)"]
     p = _printer(backend)
+    center = plan.center.name
     g_sums = [s for s in SUMS if _needs(exprs, s)]
-    training = plan.delta is not None
-    uses_xs = (_needs(exprs, XS(S.i)) or bool(g_sums) or _needs(exprs, DELTA) or training)
-    if uses_xs and training:
-        lines.append("    shift = _pilot(x3)")
-    elif uses_xs:
-        lines.append(f"    shift = {plan.center.name}.astype(x.dtype)")
-        lines.append(f"    delta = {plan.center.name} - shift")
-    names = (["sum_xs", "sum_xs_xs"] if training else []) + [s.name for s in g_sums]
+    uses_xs = (_needs(exprs, XS(S.i)) or bool(g_sums) or _needs(exprs, DELTA)
+               or plan.variance is not None)
+    if plan.mean is not None:
+        lines += _assign("mu", plan.mean, p)
+    if uses_xs:
+        lines.append(f"    shift = {center}.astype(x.dtype)")
+        lines.append(f"    delta = {center} - shift")
+    names = (["sum_xs_xs"] if plan.variance is not None else []) + [s.name for s in g_sums]
     if names:
         if g_sums and len(g_sums) != len(SUMS):
             raise AssertionError(f"the sums {g_sums} are computed together")
         args = ", ".join(["x3", "shift", "blocks", *(["dy3"] if g_sums else []),
-                          *([] if training else ["moments=False"]),
+                          *([] if plan.variance is not None else ["squares=False"]),
                           *([f"keep={out}3"] if _keeps_xs(plan, exprs, backend) else [])])
         target = f"({names[0]},)" if len(names) == 1 else ", ".join(names)
         lines.append(f"    {target} = _sums({args})")
-    if training:
-        assert plan.variance is not None and plan.delta is not None
-        lines += _assign("delta", plan.delta, p)
+    if plan.variance is not None:
         variance = plan.variance.xreplace({sp.Sum(XS(S.j) ** 2, (S.j, 1, S.m)): SUM_XS_XS})
         if variance.atoms(sp.Sum):
             raise AssertionError(f"variance {plan.variance} has other sums than of xs**2")
@@ -257,19 +256,16 @@ def _docstring(plan: Plan, backend: str) -> list[str]:
             out.append(f"Where not {cond.statement} (a constant channel), the limit is used:")
             out += _para(f"dL/dx = {cond.limit['x']}")
     out += ["", *textwrap.wrap(
-        "Evaluated per channel as dx = a*dy + b*xs + c with xs = x - shift and delta = centre - "
-        "shift (float64); symbn proved this equal to the closed form for every m and every "
-        "shift before printing it. In training the shift is the mean of a sample of each "
-        "channel (at most PILOT x PILOT elements), and one sweep sums xs, xs**2, dy and dy*xs: "
-        "mean = shift + delta, delta = Σ xs / m, and the variance is Σ xs² / m - delta², "
-        "never E[x²] - E[x]². Sums of xs and xs**2 accumulate in float64 (squares of float32 "
-        "values taken exactly in float64); sums of dy and dy*xs add up per-block partial sums "
-        "in float64. Passes go over blocks of about BLOCK_SIZE elements, a few NumPy calls per "
-        "block.", WIDTH - 4),
+        "Evaluated per channel as dx = a*dy + b*xs + c with xs = x - shift, shift = the "
+        "centre rounded to the dtype of x, delta = centre - shift (float64); symbn proved this "
+        "equal to the closed form for every m before printing it. Statistics are two-pass and "
+        "accumulate in float64 (squares of float32 values taken exactly in float64); sums of "
+        "dy and dy*xs add up per-block partial sums in float64. Passes go over blocks of about "
+        "BLOCK_SIZE elements, a few NumPy calls per block.", WIDTH - 4),
         "", "Signatures:",
-        *_para(f"forward({', '.join(['x', *_params(spec, True)])}, *, eps=1e-5, axis=-1) -> y"),
-        *_para(f"backward({', '.join(['dy', 'x', *_params(spec, False)])}, *, eps=1e-5, "
-               f"axis=-1) -> {'dx, dgamma, dbeta' if spec.affine else 'dx'}"),
+        f"    forward({', '.join(['x', *_params(spec, True)])}, *, eps=1e-5, axis=-1) -> y",
+        f"    backward({', '.join(['dy', 'x', *_params(spec, False)])}, *, eps=1e-5, axis=-1)"
+        f" -> {'dx, dgamma, dbeta' if spec.affine else 'dx'}",
         "axis is the channel axis; statistics reduce over every other axis.",
         "", "Generated code: regenerate with `symbn codegen` instead of editing."]
     return out

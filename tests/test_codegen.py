@@ -206,20 +206,6 @@ def test_plan_proofs_hold_and_a_wrong_rewrite_fails():
     assert not wrong.holds
 
 
-def test_delta_is_proven_and_a_wrong_one_fails():
-    """In training δ = μ − shift is Σ xs / m (both variances); δ = Σ xs / (m − 1) fails."""
-    for spec in (symbn.LayerSpec(), symbn.LayerSpec(variance="unbiased")):
-        plan = codegen_plan.build_plan(spec)
-        assert plan.delta == codegen_plan.SUM_XS / S.m
-        assert any(p.claim == "delta == mean - shift" and p.holds for p in plan.proofs)
-    facts = symbn.closed.statistics_facts(plan.derivation.graph, None)
-    wrong = sp.Sum(codegen_plan.XS(S.j), (S.j, 1, S.m)) / (S.m - 1)
-    check = codegen_plan._check("wrong", codegen_plan._unshifted(wrong, plan.center)
-                                - (plan.mean - codegen_plan.SHIFT), facts)
-    assert not check.holds
-    assert codegen_plan.build_plan(symbn.LayerSpec(mode="eval")).delta is None
-
-
 def test_generation_is_deterministic_across_processes(generated):
     """Two runs (different hash seeds) print byte-identical modules."""
     code = ("import sys, symbn; from symbn.codegen import generate_module; "
@@ -240,6 +226,7 @@ def test_docstring_states_layer_variant_closed_form_and_version(spec, generated)
     assert f"symbn {symbn.__version__}" in doc and spec.describe() in doc
     assert all(f"dL/d{w} = {d.closed_symbolic[w]}" in flat for w in d.wrt)
     assert "import symbn" not in source and " for " not in source.split('"""')[2]
+    assert "np.sum(" in source or spec.mode == "eval"
     assert "_sums(" in source and re.search(r"(?<![\w.])sum\(", source) is None
 
 
@@ -307,7 +294,8 @@ def test_peak_memory_is_at_most_three_input_sized_arrays(generated):
     assert peak <= 3 * x.nbytes
 
 
-@pytest.mark.parametrize("shape, axis", [((1024, 64), -1), ((8, 16, 24, 24), 1)])
+@pytest.mark.parametrize("shape, axis", [((1024, 64), -1), ((8, 16, 24, 24), 1),
+                                         ((1, 1, 512, 512), 1)])
 def test_peak_memory_in_float32_and_nchw_is_at_most_three_input_sized_arrays(
         shape, axis, generated):
     """float32 (float64 scratch space) and NCHW: the backward's peak stays within 3 inputs."""
@@ -332,7 +320,7 @@ def test_peak_memory_in_float32_and_nchw_is_at_most_three_input_sized_arrays(
 def test_results_do_not_depend_on_the_block_size(spec, generated):
     """Tiny blocks (split channels, ragged last blocks) give what one pass per block gives."""
     ns = compiled(generated(spec))
-    for shape, axis in (((13, 5), -1), ((5, 7, 3, 2), 1)):
+    for shape, axis in (((13, 5), -1), ((5, 7, 3, 2), 1), ((2, 3, 40), 1)):
         dy, x, params, fparams = inputs(spec, shape, axis, seed=11)
         ns["BLOCK_SIZE"] = 1 << 18
         big = ns["backward"](dy, x, *params, axis=axis), ns["forward"](x, *fparams, axis=axis)
@@ -347,17 +335,20 @@ def test_results_do_not_depend_on_the_block_size(spec, generated):
             np.testing.assert_allclose(big[1], small[1], rtol=1e-12, atol=1e-13)
 
 
-@pytest.mark.parametrize("dtype, bound", [(np.float64, 1e-12), (np.float32, 1e-6)])
-def test_a_sample_far_from_the_mean_does_not_spoil_the_statistics(dtype, bound, generated):
-    """The shift is the mean of the first rows: sorted data and a first block of outliers."""
+@pytest.mark.parametrize("dtype, bound", [(np.float64, 1e-14), (np.float32, 1.5e-7)])
+def test_data_whose_first_rows_are_unlike_the_rest_keeps_full_accuracy(dtype, bound, generated):
+    """Sorted data, zero-padded first rows, outliers first: the shift is the mean itself, so
+    none of them costs accuracy (a shift from a sample of the first rows lost up to 10x here)."""
     spec = symbn.LayerSpec()
     ns = compiled(generated(spec))
     rng = np.random.default_rng(13)
     m = 4096
     sorted_x = np.sort(rng.standard_normal((m, 2)) + 1e3, axis=0)
+    padded = 1e4 + rng.standard_normal((m, 2))
+    padded[:64] = 0.0
     outliers = rng.standard_normal((m, 2))
     outliers[:64] += 1e4
-    for x in (sorted_x.astype(dtype), outliers.astype(dtype)):
+    for x in (sorted_x.astype(dtype), padded.astype(dtype), outliers.astype(dtype)):
         dy = rng.standard_normal(x.shape).astype(dtype)
         gamma = np.array([0.5, 2.0], dtype)
         got = ns["backward"](dy, x, gamma)
