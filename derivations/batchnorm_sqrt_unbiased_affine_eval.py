@@ -16,8 +16,8 @@ Evaluated per channel as dx = a*dy + b*xs + c with xs = x - shift and delta = ce
 (float64); symbn proved this equal to the closed form for every m and every shift before
 printing it. In training one sweep sums xs, xs**2, dy and dy*xs, and delta = Σ xs / m; the
 shift is first the mean of a corner of each channel (its first PILOT rows and PILOT elements of
-each row), and where that lands more than σ/2 from the mean the sweep is made again with the
-mean itself as the shift, so the variance (from Σ xs² and delta) loses at most a factor 1.25 to
+each row), and where that lands more than σ from the mean the sweep is made again with the mean
+itself as the shift, so the variance (from Σ xs² and delta) loses at most a factor 2 to
 cancellation, never the (mean/σ)² of E[x²] - E[x]². Sums of xs and xs**2 accumulate in float64
 (squares of float32 values taken exactly in float64); sums of dy and dy*xs add up per-block
 partial sums in float64. Passes go over blocks of about BLOCK_SIZE elements, a few NumPy calls
@@ -157,7 +157,7 @@ def _centred_sums(x3, blocks, dy3=None, keep=None):
     One sweep gives the mean and the variance only if the shift is known before it: the shift is
     first :func:`_pilot`'s, and delta = mean - shift = Σ xs / m comes out of the sweep. The
     variance Σ xs² / m - delta² then loses a factor 1 + delta² / σ² to cancellation, and xs
-    (rounded to x's dtype) up to 1 + |delta| / σ. Where delta² > σ² / 4 (the corner is unlike
+    (rounded to x's dtype) up to 1 + |delta| / σ. Where delta² > σ² (the corner is unlike
     the rest of the channel, as in sorted or padded batches; also where x holds a NaN), the
     sweep is made again with the mean itself, rounded to x's dtype, as the shift: delta is then
     at most half a unit in the last place of the mean, as with a separate pass for the mean.
@@ -166,7 +166,7 @@ def _centred_sums(x3, blocks, dy3=None, keep=None):
     shift = _pilot(x3)
     sums = _sums(x3, shift, blocks, dy3, keep=keep)
     delta = sums[0] / m
-    near = 4 * delta**2 <= sums[1] / m - delta**2
+    near = delta**2 <= sums[1] / m - delta**2
     if not near.all():
         shift = np.where(near, shift, shift + delta).astype(x3.dtype)
         sums = _sums(x3, shift, blocks, dy3, keep=keep)

@@ -128,7 +128,7 @@ def _centred_sums(x3, blocks, dy3=None, keep=None):
     One sweep gives the mean and the variance only if the shift is known before it: the shift is
     first :func:`_pilot`'s, and delta = mean - shift = Σ xs / m comes out of the sweep. The
     variance Σ xs² / m - delta² then loses a factor 1 + delta² / σ² to cancellation, and xs
-    (rounded to x's dtype) up to 1 + |delta| / σ. Where delta² > σ² / 4 (the corner is unlike
+    (rounded to x's dtype) up to 1 + |delta| / σ. Where delta² > σ² (the corner is unlike
     the rest of the channel, as in sorted or padded batches; also where x holds a NaN), the
     sweep is made again with the mean itself, rounded to x's dtype, as the shift: delta is then
     at most half a unit in the last place of the mean, as with a separate pass for the mean.
@@ -137,7 +137,7 @@ def _centred_sums(x3, blocks, dy3=None, keep=None):
     shift = _pilot(x3)
     sums = _sums(x3, shift, blocks, dy3, keep=keep)
     delta = sums[0] / m
-    near = 4 * delta**2 <= sums[1] / m - delta**2
+    near = delta**2 <= sums[1] / m - delta**2
     if not near.all():
         shift = np.where(near, shift, shift + delta).astype(x3.dtype)
         sums = _sums(x3, shift, blocks, dy3, keep=keep)
