@@ -12,21 +12,15 @@ where
     xhat(i) = (-running_mean + x(i))/sqrt(eps + running_var)
     r = 1/sqrt(eps + running_var)
 
-Evaluated per channel as dx = a*dy + b*xs + c with xs = x - shift and delta = centre - shift
-(float64); symbn proved this equal to the closed form for every m and every shift before
-printing it. In training one sweep sums xs, xs**2, dy and dy*xs, and delta = Σ xs / m; the
-shift is first the mean of a corner of each channel (its first PILOT rows and PILOT elements of
-each row), and where that lands more than σ from the mean the sweep is made again with the mean
-itself as the shift, so the variance (from Σ xs² and delta) loses at most a factor 2 to
-cancellation, never the (mean/σ)² of E[x²] - E[x]². Sums of xs and xs**2 accumulate in float64
-(squares of float32 values taken exactly in float64); sums of dy and dy*xs add up per-block
-partial sums in float64. Passes go over blocks of about BLOCK_SIZE elements, a few NumPy calls
-per block.
+Evaluated per channel as dx = a*dy + b*xs + c with xs = x - shift, shift = the centre rounded
+to the dtype of x, delta = centre - shift (float64); symbn proved this equal to the closed form
+for every m before printing it. Statistics are two-pass and accumulate in float64 (squares of
+float32 values taken exactly in float64); sums of dy and dy*xs add up per-block partial sums in
+float64. Passes go over blocks of about BLOCK_SIZE elements, a few NumPy calls per block.
 
 Signatures:
     forward(x, gamma, beta, running_mean, running_var, *, eps=1e-5, axis=-1) -> y
-    backward(dy, x, gamma, running_mean, running_var, *, eps=1e-5, axis=-1) -> dx, dgamma,
-        dbeta
+    backward(dy, x, gamma, running_mean, running_var, *, eps=1e-5, axis=-1) -> dx, dgamma, dbeta
 axis is the channel axis; statistics reduce over every other axis.
 
 Generated code: regenerate with `symbn codegen` instead of editing.
@@ -38,7 +32,6 @@ __all__ = ["backward", "forward"]
 
 
 BLOCK_SIZE = 1 << 18  # elements per block at most (found fastest on a 2-core VM)
-PILOT = 64  # the first shift of a channel is the mean of its first PILOT x PILOT corner
 # below these a per-channel coefficient loses digits in the dtype (see _split)
 TINY = {np.dtype(np.float32): np.finfo(np.float32).tiny / np.finfo(np.float32).eps,
         np.dtype(np.float64): np.finfo(np.float64).tiny / np.finfo(np.float64).eps}
@@ -144,66 +137,36 @@ def _by_block(v, blocks, a3):
     return [whole[: a3[p, c0, q].shape[0], :, : a3[p, c0, q].shape[2]] for p, _, q in blocks]
 
 
-def _pilot(x3):
-    """A first shift for each channel: the mean of x3[:PILOT, c, :PILOT], in x's dtype."""
-    sample = x3[:PILOT, :, :PILOT]
-    total = np.add.reduce(sample, axis=(0, 2), keepdims=True, dtype=np.float64)
-    return (total / (sample.shape[0] * sample.shape[2])).astype(x3.dtype)
-
-
-def _centred_sums(x3, blocks, dy3=None, keep=None):
-    """A shift near each channel's mean, then the sums of :func:`_sums` for it.
-
-    One sweep gives the mean and the variance only if the shift is known before it: the shift is
-    first :func:`_pilot`'s, and delta = mean - shift = Σ xs / m comes out of the sweep. The
-    variance Σ xs² / m - delta² then loses a factor 1 + delta² / σ² to cancellation, and xs
-    (rounded to x's dtype) up to 1 + |delta| / σ. Where delta² > σ² (the corner is unlike
-    the rest of the channel, as in sorted or padded batches; also where x holds a NaN), the
-    sweep is made again with the mean itself, rounded to x's dtype, as the shift: delta is then
-    at most half a unit in the last place of the mean, as with a separate pass for the mean.
-    """
-    m = x3.shape[0] * x3.shape[2]
-    shift = _pilot(x3)
-    sums = _sums(x3, shift, blocks, dy3, keep=keep)
-    delta = sums[0] / m
-    near = delta**2 <= sums[1] / m - delta**2
-    if not near.all():
-        shift = np.where(near, shift, shift + delta).astype(x3.dtype)
-        sums = _sums(x3, shift, blocks, dy3, keep=keep)
-    return (shift, *sums)
-
-
-def _sums(x3, shift, blocks, dy3=None, moments=True, keep=None):
-    """Per-channel Σ xs and Σ xs² (if ``moments``), xs = x - shift; given dy, Σ dy, Σ dy·xs.
+def _sums(x3, shift, blocks, dy3=None, squares=True, keep=None):
+    """Per-channel sums of xs = x - shift: Σ xs² (if ``squares``), then, given dy, Σ dy, Σ dy·xs.
 
     Each is float64, shaped (1, C, 1), from one sweep over the blocks, xs formed block by block in
-    scratch space. Σ xs and Σ xs², which the statistics and so every output rest on, are summed
-    in float64 from float64 copies of xs (whose squares are exact for float32 data). Σ dy and
-    Σ dy·xs are summed in x's dtype within a block and in float64 across blocks. Given ``keep``
-    (an array like x3), xs is left there for :func:`_combine`.
+    scratch space. Σ xs², which the variance and so every output rest on, is summed in float64
+    from float64 copies of xs, whose squares are exact for float32 data. Σ dy and Σ dy·xs are
+    summed in x's dtype within a block and in float64 across blocks. Given ``keep`` (an array
+    like x3), xs is left there for :func:`_combine`.
     """
     n_c = x3.shape[1]
-    totals = np.zeros((2 * moments + 2 * (dy3 is not None), n_c))
+    totals = np.zeros((3, n_c))
     size = x3[blocks[0]].size
     xs_space = np.empty(size, x3.dtype) if keep is None else None
-    wide_space = np.empty(size) if moments and x3.dtype != np.float64 else None
+    wide_space = np.empty(size) if squares and x3.dtype != np.float64 else None
     for (p, c, q), centre in zip(blocks, _by_block(shift, blocks, x3), strict=True):
         xb = x3[p, c, q]
         xs = xs_space[: xb.size].reshape(xb.shape) if keep is None else keep[p, c, q]
         np.subtract(xb, centre, out=xs)
-        sums = []
-        if moments:
-            wide = xs
-            if wide_space is not None:
-                wide = wide_space[: xb.size].reshape(xb.shape)
-                np.copyto(wide, xs)
-            sums += [_block_sum(wide), _block_sum(wide, wide)]
+        if wide_space is not None:
+            wide = wide_space[: xb.size].reshape(xb.shape)
+            np.copyto(wide, xs)
+            totals[0, c] += _block_sum(wide, wide)
+        elif squares:
+            totals[0, c] += _block_sum(xs, xs)
         if dy3 is not None:
             gb = dy3[p, c, q]
-            sums += [_block_sum(gb), _block_sum(gb, xs)]
-        for total, s in zip(totals, sums, strict=True):
-            total[c] += s
-    return tuple(total.reshape(1, n_c, 1) for total in totals)
+            totals[1, c] += _block_sum(gb)
+            totals[2, c] += _block_sum(gb, xs)
+    wanted = ([0] if squares else []) + ([1, 2] if dy3 is not None else [])
+    return tuple(totals[k].reshape(1, n_c, 1) for k in wanted)
 
 
 def _split(b, dtype):
@@ -300,7 +263,7 @@ def backward(dy, x, gamma, running_mean, running_var, *, eps=1e-5, axis=-1):
     blocks = _blocks(x3)
     shift = running_mean.astype(x.dtype)
     delta = running_mean - shift
-    sum_g, sum_g_xs = _sums(x3, shift, blocks, dy3, moments=False)
+    sum_g, sum_g_xs = _sums(x3, shift, blocks, dy3, squares=False)
     r = 1/np.sqrt(eps + running_var)
     a = gamma*r
     dgamma = -r*(delta*sum_g - sum_g_xs)

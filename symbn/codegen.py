@@ -4,8 +4,8 @@
 form rewritten as ``dx = a·dy + b·xs + c`` and proven equal to it), shares common
 subexpressions of the per-channel coefficients (``sympy.cse``) and prints them through
 :class:`~symbn.numpy_printer.BatchNumPyPrinter`. The data is seen as a (P, C, Q) array, C the
-channels. The shift is the mean of a small sample of each channel; the sums of the plan (Σ xs,
-Σ xs², Σ dy, Σ dy·xs) are one sweep and ``dx = a·dy + b·xs + c`` another, each going over
+channels. The mean is one ``np.sum(..., dtype=np.float64)``; the sums of the plan (Σ xs²,
+Σ dy, Σ dy·xs) are one sweep and ``dx = a·dy + b·xs + c`` another, each going over
 cache-sized blocks of the batch with a few vectorized NumPy calls (BLAS or ``np.einsum`` for the
 sums) per block, so that only the first call reads a block from memory. The loop runs over
 blocks (a few dozen), never over elements. :func:`load` compiles the same source in-process.
@@ -121,13 +121,13 @@ def _needs(exprs: list[sp.Expr], symbol: sp.Symbol) -> bool:
 
 def _keeps_xs(plan: Plan, exprs: list[sp.Expr], backend: str) -> bool:
     """Whether the sums leave xs in the result array for the elementwise pass to finish."""
-    sums = plan.delta is not None or any(_needs(exprs, s) for s in SUMS)
+    sums = plan.variance is not None or any(_needs(exprs, s) for s in SUMS)
     return backend == "numpy" and sums and _needs(exprs, XS(S.i))
 
 
 def _prelude(plan: Plan, backend: str, exprs: list[sp.Expr], per_channel: list[str],
              out: str, with_dy: bool) -> list[str]:
-    """Checks, (P, C, Q) views, shift, sums, statistics, σ and r: all before the coefficients.
+    """Checks, (P, C, Q) views, statistics, shift, sums, σ and r: all before the coefficients.
 
     ``out`` names the result, allocated here.
     """
@@ -143,26 +143,25 @@ def _prelude(plan: Plan, backend: str, exprs: list[sp.Expr], per_channel: list[s
               f"    {out}3 = {out}.reshape(x3.shape)",
               "    blocks = _blocks(x3)"]
     p = _printer(backend)
+    center = plan.center.name
     g_sums = [s for s in SUMS if _needs(exprs, s)]
-    training = plan.delta is not None
-    uses_xs = (_needs(exprs, XS(S.i)) or bool(g_sums) or _needs(exprs, DELTA) or training)
-    if uses_xs and not training:
-        lines.append(f"    shift = {plan.center.name}.astype(x.dtype)")
-        lines.append(f"    delta = {plan.center.name} - shift")
-    names = (["shift", "sum_xs", "sum_xs_xs"] if training else []) + [s.name for s in g_sums]
+    uses_xs = (_needs(exprs, XS(S.i)) or bool(g_sums) or _needs(exprs, DELTA)
+               or plan.variance is not None)
+    if plan.mean is not None:
+        lines += _assign("mu", plan.mean, p)
+    if uses_xs:
+        lines.append(f"    shift = {center}.astype(x.dtype)")
+        lines.append(f"    delta = {center} - shift")
+    names = (["sum_xs_xs"] if plan.variance is not None else []) + [s.name for s in g_sums]
     if names:
         if g_sums and len(g_sums) != len(SUMS):
             raise AssertionError(f"the sums {g_sums} are computed together")
-        args = ", ".join(["x3", *([] if training else ["shift"]), "blocks",
-                          *(["dy3"] if g_sums else []),
-                          *([] if training else ["moments=False"]),
+        args = ", ".join(["x3", "shift", "blocks", *(["dy3"] if g_sums else []),
+                          *([] if plan.variance is not None else ["squares=False"]),
                           *([f"keep={out}3"] if _keeps_xs(plan, exprs, backend) else [])])
         target = f"({names[0]},)" if len(names) == 1 else ", ".join(names)
-        call = "_centred_sums" if training else "_sums"
-        lines.append(f"    {target} = {call}({args})")
-    if training:
-        assert plan.variance is not None and plan.delta is not None
-        lines += _assign("delta", plan.delta, p)
+        lines.append(f"    {target} = _sums({args})")
+    if plan.variance is not None:
         variance = plan.variance.xreplace({sp.Sum(XS(S.j) ** 2, (S.j, 1, S.m)): SUM_XS_XS})
         if variance.atoms(sp.Sum):
             raise AssertionError(f"variance {plan.variance} has other sums than of xs**2")
@@ -193,24 +192,15 @@ def _forward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
 
 
 def _unpack_used(lines: list[str]) -> list[str]:
-    """Name unused results (of ``_layout``, the shift of ``_centred_sums``) ``_``.
-
-    Also drops ``blocks`` if nothing reads it.
-    """
+    """Name the unused results of ``_layout`` ``_``; drop ``blocks`` if nothing reads it."""
     cut = "    blocks = _blocks(x3)"
     if not any("blocks" in line for line in lines if line != cut):
         lines = [line for line in lines if line != cut]
     head = "    x, axis, axes, shape, m = _layout(x, axis)"
     body = "\n".join(line for line in lines if line != head)
     names = [n if re.search(rf"(?<![.\w]){n}\b", body) else "_" for n in ("axes", "shape", "m")]
-    lines = [f"    x, axis, {', '.join(names)} = _layout(x, axis)" if line == head else line
-             for line in lines]
-    centred = [k for k, line in enumerate(lines) if "= _centred_sums(" in line]
-    rest = "\n".join(line for k, line in enumerate(lines) if k not in centred)
-    if centred and not re.search(r"(?<![.\w])shift\b", rest):
-        k = centred[0]
-        lines[k] = lines[k].replace("    shift, ", "    _, ", 1)
-    return lines
+    return [f"    x, axis, {', '.join(names)} = _layout(x, axis)" if line == head else line
+            for line in lines]
 
 
 def _key(k: sp.Expr) -> int:
@@ -266,21 +256,16 @@ def _docstring(plan: Plan, backend: str) -> list[str]:
             out.append(f"Where not {cond.statement} (a constant channel), the limit is used:")
             out += _para(f"dL/dx = {cond.limit['x']}")
     out += ["", *textwrap.wrap(
-        "Evaluated per channel as dx = a*dy + b*xs + c with xs = x - shift and delta = centre - "
-        "shift (float64); symbn proved this equal to the closed form for every m and every "
-        "shift before printing it. In training one sweep sums xs, xs**2, dy and dy*xs, and "
-        "delta = Σ xs / m; the shift is first the mean of a corner of each channel (its first "
-        "PILOT rows and PILOT elements of each row), and where that lands more than σ from "
-        "the mean the sweep is made again with the mean itself as the shift, so the variance "
-        "(from Σ xs² and delta) loses at most a factor 2 to cancellation, never the "
-        "(mean/σ)² of E[x²] - E[x]². Sums of xs and xs**2 accumulate in float64 (squares of "
-        "float32 values taken exactly in float64); sums of dy and dy*xs add up per-block partial "
-        "sums in float64. Passes go over blocks of about BLOCK_SIZE elements, a few NumPy "
-        "calls per block.", WIDTH - 4),
+        "Evaluated per channel as dx = a*dy + b*xs + c with xs = x - shift, shift = the "
+        "centre rounded to the dtype of x, delta = centre - shift (float64); symbn proved this "
+        "equal to the closed form for every m before printing it. Statistics are two-pass and "
+        "accumulate in float64 (squares of float32 values taken exactly in float64); sums of "
+        "dy and dy*xs add up per-block partial sums in float64. Passes go over blocks of about "
+        "BLOCK_SIZE elements, a few NumPy calls per block.", WIDTH - 4),
         "", "Signatures:",
-        *_para(f"forward({', '.join(['x', *_params(spec, True)])}, *, eps=1e-5, axis=-1) -> y"),
-        *_para(f"backward({', '.join(['dy', 'x', *_params(spec, False)])}, *, eps=1e-5, "
-               f"axis=-1) -> {'dx, dgamma, dbeta' if spec.affine else 'dx'}"),
+        f"    forward({', '.join(['x', *_params(spec, True)])}, *, eps=1e-5, axis=-1) -> y",
+        f"    backward({', '.join(['dy', 'x', *_params(spec, False)])}, *, eps=1e-5, axis=-1)"
+        f" -> {'dx, dgamma, dbeta' if spec.affine else 'dx'}",
         "axis is the channel axis; statistics reduce over every other axis.",
         "", "Generated code: regenerate with `symbn codegen` instead of editing."]
     return out
