@@ -372,6 +372,24 @@ def test_float32_near_overflow_with_the_first_rows_apart_stays_finite_and_accura
     assert max(relative_errors(spec, got, ref).values()) <= 1e-6
 
 
+@pytest.mark.parametrize("shape, axis", [((1 << 18, 1), -1), ((1, 1, 512, 512), 1)])
+def test_float32_sums_of_a_long_channel_stay_accurate(shape, axis, generated):
+    """One channel of 2^18 elements, dy constant: Σ dy must not drift as a float32 running sum
+    does (dx was off by 2e-5 of its scale with a BLAS sum). Truth: the closed form in float64."""
+    ns = compiled(generated(symbn.LayerSpec()))
+    rng = np.random.default_rng(16)
+    x = (10 + rng.standard_normal(shape)).astype(np.float32)
+    dy = np.full_like(x, 0.1)
+    dx, _, dbeta = ns["backward"](dy, x, np.ones(1, np.float32), axis=axis)
+    x64, dy64 = x.astype(np.float64).ravel(), dy.astype(np.float64).ravel()
+    m = x64.size
+    r = 1 / np.sqrt(x64.var() + 1e-5)
+    xhat = (x64 - x64.mean()) * r
+    truth = r / m * (m * dy64 - dy64.sum() - xhat * (dy64 * xhat).sum())
+    assert np.linalg.norm(dx.ravel() - truth) <= 1e-6 * np.linalg.norm(dy64) * r
+    assert abs(dbeta[0] - dy64.sum()) <= 1e-6 * dy64.sum()
+
+
 def test_load_compiles_in_process_and_checks_backend():
     """load gives a module with forward/backward; an unknown backend is an OptionError."""
     module = codegen.load(symbn.LayerSpec(affine=False, mode="eval"))
