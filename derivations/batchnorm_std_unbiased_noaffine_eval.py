@@ -31,6 +31,7 @@ __all__ = ["backward", "forward"]
 
 
 BLOCK_SIZE = 1 << 18  # elements per block at most (found fastest on a 2-core VM)
+ONE_BLOCK = 1 << 14  # elements: an array this small goes in one block (fewer NumPy calls)
 # below these a per-channel coefficient loses digits in the dtype (see _split)
 TINY = {np.dtype(np.float32): np.finfo(np.float32).tiny / np.finfo(np.float32).eps,
         np.dtype(np.float64): np.finfo(np.float64).tiny / np.finfo(np.float64).eps}
@@ -70,6 +71,14 @@ def _like_x(name, a, x):
     return a
 
 
+def _eps(eps):
+    """Check eps > 0."""
+    value = float(eps)
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"eps={eps!r}; expected a finite number > 0")
+    return value
+
+
 def _per_channel(name, a, x, axis):
     """Check a per-channel parameter; return it in float64, shaped (1, C, 1) like a channel."""
     a = np.asarray(a)
@@ -92,12 +101,13 @@ def _channels(a, axis):
 def _blocks(a3):
     """``(p, c, q)`` slice triples that cut a (P, C, Q) array into blocks.
 
-    A block holds at most BLOCK_SIZE elements and a quarter of the array (a row of Q is cut too
+    A block holds at most BLOCK_SIZE elements and a quarter of the array, so that scratch space
+    stays small, unless the whole array is at most ONE_BLOCK elements (a row of Q is cut too
     when it is longer). Every pass over the data goes block by block, so that the several NumPy
     calls made on one block find it in cache and only the first one reads it from memory.
     """
     n_p, n_c, n_q = a3.shape
-    size = max(1, min(BLOCK_SIZE, a3.size // 4))
+    size = max(1, min(BLOCK_SIZE, a3.size if a3.size <= ONE_BLOCK else a3.size // 4))
     qb = min(n_q, size)
     cb = max(1, min(n_c, size // qb))
     pb = max(1, size // (qb * cb))
@@ -216,14 +226,6 @@ def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
         if c is not None:
             out += c_k
     return out3
-
-
-def _eps(eps):
-    """Check eps > 0."""
-    value = float(eps)
-    if not value > 0 or value == float("inf"):
-        raise ValueError(f"eps={eps!r}; expected a finite number > 0")
-    return value
 
 
 def forward(x, running_mean, running_var, *, eps=1e-5, axis=-1):

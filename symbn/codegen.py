@@ -40,7 +40,7 @@ from symbn.codegen_plan import (
 )
 from symbn.codegen_templates import layout_source
 from symbn.errors import OptionError
-from symbn.numpy_printer import BatchNumPyPrinter, numexpr_call
+from symbn.numpy_printer import BatchNumPyPrinter
 from symbn.spec import LayerSpec
 
 BACKENDS: tuple[str, ...] = ("numpy", "numexpr")
@@ -95,20 +95,13 @@ def _cse_lines(named: list[tuple[str, sp.Expr]], printer: BatchNumPyPrinter) -> 
     return lines
 
 
-def _elementwise(out: str, coeffs: dict[str, str], backend: str, kept_xs: bool) -> list[str]:
+def _elementwise(out: str, coeffs: dict[str, str], kept_xs: bool) -> list[str]:
     """``out = a*dy + b*(x - shift) + c`` into the (P, C, Q) array ``out``.
 
     ``coeffs`` maps ``"dy"``, ``"xs"`` and ``""`` (the constant term) to the names of their
-    per-channel coefficients, already in x's dtype; absent terms are left out. With NumPy the pass
-    goes block by block (``_combine``), in place, taking xs from ``out`` if ``kept_xs`` (the sums
-    left it there); with numexpr it is one ``ne.evaluate``.
+    per-channel coefficients; absent terms are left out. The module's ``_combine`` (one per
+    backend) makes the pass, taking xs from ``out`` if ``kept_xs`` (the sums left it there).
     """
-    if backend == "numexpr":
-        terms = {"dy": "{}*dy3", "xs": "{}*(x3 - shift)", "": "{}"}
-        expr = " + ".join(terms[k].format(v) for k, v in coeffs.items())
-        names = sorted({*coeffs.values(), "dy3" if "dy" in coeffs else "",
-                        *(("x3", "shift") if "xs" in coeffs else ())} - {""})
-        return _wrap(f"{out} = {numexpr_call(expr, names, out)}")
     kept = ["x3", "shift"] if "xs" in coeffs and not kept_xs else []
     args = ", ".join([out, "blocks", "dy3" if "dy" in coeffs else "None",
                       *(coeffs.get(k, "None") for k in ("dy", "xs", "")), *kept])
@@ -186,7 +179,7 @@ def _forward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
     lines += _cse_lines(names, p)
     lines += [f"    {n} = {n}.astype(x.dtype)" for n, _ in names]
     arrays = {"xs" if k == XS(S.i) else "": FORWARD_NAMES[k] for k in sorted(coeffs, key=_key)}
-    lines += _elementwise("y3", arrays, backend, _keeps_xs(plan, exprs, backend))
+    lines += _elementwise("y3", arrays, _keeps_xs(plan, exprs, backend))
     lines.append("    return y")
     return _unpack_used(lines)
 
@@ -220,11 +213,10 @@ def _backward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
     p = _printer(backend)
     lines += _cse_lines(named, p)
     # b stays float64 for _combine, which splits it when it is below x's dtype's range.
-    cast = "abc" if backend == "numexpr" else "ac"
-    lines += [f"    {n} = {n}.astype(x.dtype)" for n, _ in named if n in cast]
+    lines += [f"    {n} = {n}.astype(x.dtype)" for n, _ in named if n in "ac"]
     arrays = {"dy" if k == G(S.i) else "xs" if k == XS(S.i) else "": COEFFICIENT_NAMES[k]
               for k in sorted(dx, key=_key)}
-    lines += _elementwise("dx3", arrays, backend, _keeps_xs(plan, exprs, backend))
+    lines += _elementwise("dx3", arrays, _keeps_xs(plan, exprs, backend))
     if ret == "dx":
         lines.append("    return dx")
     else:
@@ -306,7 +298,7 @@ def generate_module(spec: LayerSpec, backend: str = "numpy") -> str:
         else ["import numpy as np"]
     parts = ['"""' + doc[0], *doc[1:], '"""', "", *imports, "",
              '__all__ = ["backward", "forward"]', "",
-             layout_source(2 if unbiased else 1, reason).rstrip("\n"), "", "",
+             layout_source(2 if unbiased else 1, reason, backend).rstrip("\n"), "", "",
              *_forward_source(plan, backend, _params(spec, True)), "", "",
              *_backward_source(plan, backend, _params(spec, False))]
     return "\n".join(line.rstrip() for line in parts) + "\n"

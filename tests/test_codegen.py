@@ -35,6 +35,14 @@ def generated():
     return get
 
 
+@pytest.fixture(params=["numpy", "numexpr"])
+def backend(request):
+    """Each backend; numexpr's tests are skipped (and say so) where numexpr is missing."""
+    if request.param == "numexpr":
+        pytest.importorskip("numexpr")
+    return request.param
+
+
 def compiled(source):
     namespace = {}
     exec(compile(source, "<generated>", "exec"), namespace)
@@ -60,9 +68,10 @@ def usable(spec, shape, axis):
 
 
 @pytest.mark.parametrize("spec", VARIANTS, ids=lambda s: s.describe())
-def test_backward_matches_mpmath_closed_form_for_every_variant_and_shape(spec, generated):
+def test_backward_matches_mpmath_closed_form_for_every_variant_and_shape(
+        spec, generated, backend):
     """float64 backward is within 1e-12 of the mpmath closed form, relative to natural scale."""
-    ns = compiled(generated(spec))
+    ns = compiled(generated(spec, backend))
     d = symbn.derive(spec)
     for shape, axis in SHAPES:
         if not usable(spec, shape, axis):
@@ -86,9 +95,9 @@ def test_reference_check_detects_a_wrong_gradient(generated):
 
 
 @pytest.mark.parametrize("spec", VARIANTS[::3], ids=lambda s: s.describe())
-def test_backward_agrees_with_finite_differences_of_forward(spec, generated):
+def test_backward_agrees_with_finite_differences_of_forward(spec, generated, backend):
     """dx is the derivative of sum(dy * forward(x)): central differences agree to 1e-6."""
-    ns = compiled(generated(spec))
+    ns = compiled(generated(spec, backend))
     dy, x, params, fparams = inputs(spec, (5, 2), -1, seed=4)
     got = ns["backward"](dy, x, *params)
     dx = got[0] if spec.affine else got
@@ -104,10 +113,10 @@ def test_backward_agrees_with_finite_differences_of_forward(spec, generated):
 
 
 @pytest.mark.parametrize("spec", VARIANTS[::5], ids=lambda s: s.describe())
-def test_forward_matches_mpmath(spec, generated):
+def test_forward_matches_mpmath(spec, generated, backend):
     """forward computes gamma*xhat + beta (or xhat) to float64 accuracy."""
     import mpmath
-    ns = compiled(generated(spec))
+    ns = compiled(generated(spec, backend))
     _, x, _, fparams = inputs(spec, (6, 2), -1, seed=2)
     y = ns["forward"](x, *fparams)
     with mpmath.workdps(40):
@@ -129,9 +138,9 @@ def test_forward_matches_mpmath(spec, generated):
 
 @pytest.mark.parametrize("spec", [s for s in VARIANTS if s.eps_placement == "std"
                                   and s.mode == "train"], ids=lambda s: s.describe())
-def test_std_placement_constant_channel_uses_the_limit(spec, generated):
+def test_std_placement_constant_channel_uses_the_limit(spec, generated, backend):
     """eps outside the root: a constant channel (and a batch of 1) gives the limit, no NaN."""
-    ns = compiled(generated(spec))
+    ns = compiled(generated(spec, backend))
     d = symbn.derive(spec)
     rng = np.random.default_rng(5)
     x = np.tile([3.25, -7.0], (4, 1))
@@ -154,9 +163,9 @@ def test_std_placement_constant_channel_uses_the_limit(spec, generated):
 
 
 @pytest.mark.parametrize("spec", VARIANTS[:2] + VARIANTS[8:10], ids=lambda s: s.describe())
-def test_float32_in_float32_out_and_accurate_on_hard_inputs(spec, generated):
+def test_float32_in_float32_out_and_accurate_on_hard_inputs(spec, generated, backend):
     """float32 inputs give float32 outputs, within 1e-6 of the truth even at mean 1e4."""
-    ns = compiled(generated(spec))
+    ns = compiled(generated(spec, backend))
     dy, _, params, fparams = inputs(spec, (64, 3), -1, seed=6)
     rng = np.random.default_rng(7)
     x = (1e4 + rng.standard_normal((64, 3))).astype(np.float32)
@@ -172,9 +181,9 @@ def test_float32_in_float32_out_and_accurate_on_hard_inputs(spec, generated):
 
 @pytest.mark.parametrize("spec", [s for s in VARIANTS if s.mode == "train"][:4],
                          ids=lambda s: s.describe())
-def test_float32_near_overflow_is_accurate(spec, generated):
+def test_float32_near_overflow_is_accurate(spec, generated, backend):
     """|x| ~ 1e37 in float32: no overflow in (x-μ)², no underflow of the r³ coefficient."""
-    ns = compiled(generated(spec))
+    ns = compiled(generated(spec, backend))
     dy, _, params, _ = inputs(spec, (8, 2), -1, seed=8)
     rng = np.random.default_rng(9)
     x = (1e37 * (1 + 0.5 * rng.standard_normal((8, 2)))).astype(np.float32)
@@ -264,9 +273,9 @@ def test_bad_arguments_raise_value_errors_naming_shapes(generated):
         unbiased["backward"](dy[:1], x[:1], gamma)
 
 
-def test_inputs_are_not_modified_and_axis_is_respected(generated):
+def test_inputs_are_not_modified_and_axis_is_respected(generated, backend):
     """backward leaves x and dy alone; NCHW with axis=1 equals the same data channel-last."""
-    ns = compiled(generated(symbn.LayerSpec()))
+    ns = compiled(generated(symbn.LayerSpec(), backend))
     rng = np.random.default_rng(8)
     x, dy, gamma = rng.standard_normal((3, 4, 5, 2)), rng.standard_normal((3, 4, 5, 2)), \
         rng.standard_normal(4)
@@ -278,9 +287,9 @@ def test_inputs_are_not_modified_and_axis_is_respected(generated):
     np.testing.assert_allclose(last[1], dgamma, rtol=1e-12)
 
 
-def test_peak_memory_is_at_most_three_input_sized_arrays(generated):
+def test_peak_memory_is_at_most_three_input_sized_arrays(generated, backend):
     """tracemalloc's peak during backward (its result included) stays within 3 input sizes."""
-    ns = compiled(generated(symbn.LayerSpec()))
+    ns = compiled(generated(symbn.LayerSpec(), backend))
     rng = np.random.default_rng(9)
     x, dy = rng.standard_normal((512, 64)), rng.standard_normal((512, 64))
     tracemalloc.start()
@@ -297,9 +306,9 @@ def test_peak_memory_is_at_most_three_input_sized_arrays(generated):
 @pytest.mark.parametrize("shape, axis", [((1024, 64), -1), ((8, 16, 24, 24), 1),
                                          ((1, 1, 512, 512), 1)])
 def test_peak_memory_in_float32_and_nchw_is_at_most_three_input_sized_arrays(
-        shape, axis, generated):
+        shape, axis, generated, backend):
     """float32 (float64 scratch space) and NCHW: the backward's peak stays within 3 inputs."""
-    ns = compiled(generated(symbn.LayerSpec()))
+    ns = compiled(generated(symbn.LayerSpec(), backend))
     rng = np.random.default_rng(10)
     x = rng.standard_normal(shape).astype(np.float32)
     dy = rng.standard_normal(shape).astype(np.float32)
@@ -317,9 +326,9 @@ def test_peak_memory_in_float32_and_nchw_is_at_most_three_input_sized_arrays(
 @pytest.mark.parametrize("spec", [symbn.LayerSpec(), symbn.LayerSpec(
     eps_placement="std", variance="unbiased"), symbn.LayerSpec(mode="eval"),
     symbn.LayerSpec(affine=False, mode="eval")], ids=lambda s: s.describe())
-def test_results_do_not_depend_on_the_block_size(spec, generated):
+def test_results_do_not_depend_on_the_block_size(spec, generated, backend):
     """Tiny blocks (split channels, ragged last blocks) give what one pass per block gives."""
-    ns = compiled(generated(spec))
+    ns = compiled(generated(spec, backend))
     for shape, axis in (((13, 5), -1), ((5, 7, 3, 2), 1), ((2, 3, 40), 1)):
         dy, x, params, fparams = inputs(spec, shape, axis, seed=11)
         ns["BLOCK_SIZE"] = 1 << 18
@@ -335,13 +344,28 @@ def test_results_do_not_depend_on_the_block_size(spec, generated):
             np.testing.assert_allclose(big[1], small[1], rtol=1e-12, atol=1e-13)
 
 
+def test_small_arrays_go_in_one_block_and_large_ones_in_quarters(generated):
+    """Up to ONE_BLOCK elements: one block (fewer calls); beyond: blocks of at most a quarter."""
+    ns = compiled(generated(symbn.LayerSpec()))
+    one = ns["ONE_BLOCK"]
+    for shape in ((one // 64, 64, 1), (1, 4, one // 4), (1, 1, one)):
+        assert len(ns["_blocks"](np.empty(shape))) == 1
+    for shape in ((one // 64 + 1, 64, 1), (2, 4, one // 4), (1, 1, 4 * ns["BLOCK_SIZE"])):
+        a3 = np.empty(shape)
+        blocks = ns["_blocks"](a3)
+        assert len(blocks) >= 4
+        assert max(a3[b].size for b in blocks) <= a3.size // 4
+        assert sum(a3[b].size for b in blocks) == a3.size
+
+
 @pytest.mark.parametrize("dtype, bound", [(np.float64, 1e-14), (np.float32, 1.5e-7)])
-def test_data_whose_first_rows_are_unlike_the_rest_keeps_full_accuracy(dtype, bound, generated):
+def test_data_whose_first_rows_are_unlike_the_rest_keeps_full_accuracy(
+        dtype, bound, generated, backend):
     """Sorted data, zero-padded first rows, outliers first: the shift is the mean itself, so
     none of them costs accuracy (a shift from the mean of the first rows measured 8e-14 in
     float64 on the outlier data)."""
     spec = symbn.LayerSpec()
-    ns = compiled(generated(spec))
+    ns = compiled(generated(spec, backend))
     rng = np.random.default_rng(13)
     m = 4096
     sorted_x = np.sort(rng.standard_normal((m, 2)) + 1e3, axis=0)
@@ -357,10 +381,11 @@ def test_data_whose_first_rows_are_unlike_the_rest_keeps_full_accuracy(dtype, bo
         assert max(relative_errors(spec, got, ref).values()) <= bound
 
 
-def test_float32_near_overflow_with_the_first_rows_apart_stays_finite_and_accurate(generated):
+def test_float32_near_overflow_with_the_first_rows_apart_stays_finite_and_accurate(
+        generated, backend):
     """|x| ~ 1e37 whose first rows sit at 3e37 (a shift from the first rows would overflow)."""
     spec = symbn.LayerSpec()
-    ns = compiled(generated(spec))
+    ns = compiled(generated(spec, backend))
     rng = np.random.default_rng(15)
     x = 1e37 * (1 + 0.5 * rng.standard_normal((512, 2)))
     x[:64] = 3e37
@@ -374,11 +399,11 @@ def test_float32_near_overflow_with_the_first_rows_apart_stays_finite_and_accura
 
 
 @pytest.mark.parametrize("shape, axis", [((1 << 18, 1), -1), ((1, 1, 512, 512), 1)])
-def test_float32_sums_of_a_long_channel_stay_accurate(shape, axis, generated):
+def test_float32_sums_of_a_long_channel_stay_accurate(shape, axis, generated, backend):
     """One channel of 2^18 elements, dy constant: Σ dy must not drift as a float32 running sum
     does (with a BLAS sum dx was off by 1.6e-5 and 6.5e-5 of its scale on these two layouts).
     Truth: the closed form in float64."""
-    ns = compiled(generated(symbn.LayerSpec()))
+    ns = compiled(generated(symbn.LayerSpec(), backend))
     rng = np.random.default_rng(16)
     x = (10 + rng.standard_normal(shape)).astype(np.float32)
     dy = np.full_like(x, 0.1)
@@ -437,9 +462,9 @@ def test_command_rejects_bad_backend_and_file_name(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("spec", VARIANTS, ids=lambda s: s.describe())
-def test_float32_hard_inputs_for_every_variant(spec, generated):
+def test_float32_hard_inputs_for_every_variant(spec, generated, backend):
     """Every variant, float32: mean 1e4, constant channels, variance below eps, within 1e-6."""
-    ns = compiled(generated(spec))
+    ns = compiled(generated(spec, backend))
     d = symbn.derive(spec)
     rng = np.random.default_rng(11)
     hard = [(1e4 + rng.standard_normal((32, 3))),
