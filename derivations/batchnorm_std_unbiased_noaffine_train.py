@@ -75,11 +75,21 @@ def _like_x(name, a, x):
 
 
 def _eps(eps):
-    """Check eps > 0."""
-    value = float(eps)
-    if not value > 0 or value == float("inf"):
-        raise ValueError(f"eps={eps!r}; expected a finite number > 0")
-    return value
+    """Check eps: a real number, finite and > 0."""
+    real = isinstance(eps, (int, float, np.integer, np.floating))
+    if not real or isinstance(eps, (bool, np.bool_)) or not 0 < float(eps) < float("inf"):
+        raise ValueError(f"eps={eps!r}; expected a finite real number > 0, such as 1e-5")
+    return float(eps)
+
+
+def _nonnegative(name, a):
+    """Check that per-channel variances are >= 0 (a NaN passes, to propagate)."""
+    negative = np.flatnonzero(a.reshape(-1) < 0)
+    if negative.size:
+        k = int(negative[0])
+        raise ValueError(f"{name}[{k}] = {float(a.reshape(-1)[k])!r} is negative; expected "
+                         "variances >= 0")
+    return a
 
 
 def _per_channel(name, a, x, axis):
@@ -119,11 +129,10 @@ def _blocks(a3):
 
 
 def _block_sum(a, b=None):
-    """Σ a (or Σ a·b) over one (p, c, q) block, per channel, in the block's dtype.
+    """Σ a (or Σ a·b) over one float64 (p, c, q) block, per channel.
 
     Σ a is a BLAS product with ones over the rows of a (P, C) block, else np.add.reduce, which
-    sums a contiguous run pairwise: a float32 run of 2^18 equal values then sums to 1e-7
-    rather than the 1e-4 of BLAS. Σ a·b is np.vecdot where the layout allows, else einsum.
+    sums a contiguous run pairwise. Σ a·b is np.vecdot where the layout allows, else einsum.
     """
     if b is None:
         if a.shape[2] == 1 and a.shape[1] > 1:
@@ -153,35 +162,69 @@ def _by_block(v, blocks, a3):
 
 
 def _sums(x3, shift, blocks, dy3=None, squares=True, keep=None):
-    """Per-channel sums of xs = x - shift: Σ xs² (if ``squares``), then, given dy, Σ dy, Σ dy·xs.
+    """Per-channel Σ xs² and Σ xs (if ``squares``), Σ dy and Σ dy·xs (given dy); xs = x - shift.
 
-    Each is float64, shaped (1, C, 1), from one sweep over the blocks, xs formed block by block in
-    scratch space. Σ xs², which the variance and so every output rest on, is summed in float64
-    from float64 copies of xs, whose squares are exact for float32 data. Σ dy and Σ dy·xs are
-    summed in x's dtype within a block and in float64 across blocks. Given ``keep`` (an array
-    like x3), xs is left there for :func:`_combine`.
+    Each is float64, shaped (1, C, 1), from one sweep over the blocks, xs formed block by block
+    in scratch space. Every sum accumulates in float64: float32 blocks of xs and dy are copied
+    to float64 first, so that their products are exact and no block's sum can overflow (dy and
+    x near 1e37) or drift (a float32 sum of dy = 0.1 down 2^17 rows was off by 6e-4). Σ xs
+    corrects the mean (the centre the shift was rounded from carries the rounding of its own
+    sum). Given ``keep`` (an array like x3), xs is left there for :func:`_combine`.
     """
     n_c = x3.shape[1]
-    totals = np.zeros((3, n_c))
+    totals = np.zeros((4, n_c))
     size = x3[blocks[0]].size
+    narrow = x3.dtype != np.float64
     xs_space = np.empty(size, x3.dtype) if keep is None else None
-    wide_space = np.empty(size) if squares and x3.dtype != np.float64 else None
+    xs_wide_space = np.empty(size) if narrow else None
+    dy_wide_space = np.empty(size) if narrow and dy3 is not None else None
     for (p, c, q), centre in zip(blocks, _by_block(shift, blocks, x3), strict=True):
         xb = x3[p, c, q]
         xs = xs_space[: xb.size].reshape(xb.shape) if keep is None else keep[p, c, q]
         np.subtract(xb, centre, out=xs)
-        if wide_space is not None:
-            wide = wide_space[: xb.size].reshape(xb.shape)
-            np.copyto(wide, xs)
-            totals[0, c] += _block_sum(wide, wide)
-        elif squares:
+        if narrow:
+            xs_wide = xs_wide_space[: xb.size].reshape(xb.shape)
+            np.copyto(xs_wide, xs)
+            xs = xs_wide
+        if squares:
             totals[0, c] += _block_sum(xs, xs)
+            totals[1, c] += _block_sum(xs)
         if dy3 is not None:
-            gb = dy3[p, c, q]
-            totals[1, c] += _block_sum(gb)
-            totals[2, c] += _block_sum(gb, xs)
-    wanted = ([0] if squares else []) + ([1, 2] if dy3 is not None else [])
+            g = dy3[p, c, q]
+            if narrow:
+                g_wide = dy_wide_space[: xb.size].reshape(xb.shape)
+                np.copyto(g_wide, g)
+                g = g_wide
+            totals[2, c] += _block_sum(g)
+            totals[3, c] += _block_sum(g, xs)
+    wanted = ([0, 1] if squares else []) + ([2, 3] if dy3 is not None else [])
     return tuple(totals[k].reshape(1, n_c, 1) for k in wanted)
+
+
+def _centred_sums(x3, shift, blocks, dy3=None, keep=None):
+    """:func:`_sums` with Σ xs² and Σ xs, and the shift they are taken from.
+
+    In a channel whose shift lies further from the mean than the spread of the data, the
+    variance (Σ xs² − m·δ²)/m would cancel: that happens when the first pass's mean of a
+    nearly constant channel carries the rounding of its own sum (1000 copies of 1e30/3 in
+    float64). Those channels are summed again from the corrected mean, shift + δ, which is
+    within a unit in the last place of every element; their xs are then exact, and a constant
+    channel's variance is exactly 0.
+    """
+    sums = _sums(x3, shift, blocks, dy3, keep=keep)
+    sum_xs_xs, sum_xs = sums[:2]
+    overflow = np.flatnonzero(np.isinf(sum_xs_xs) & np.isfinite(shift))
+    if overflow.size:
+        raise ValueError(
+            f"x's channel {int(overflow[0])} spreads too far from its mean for its squares to fit "
+            "in float64 (|x - mean| above about 1e154); expected data that can be scaled down")
+    m = x3.shape[0] * x3.shape[2]
+    far = sum_xs * sum_xs > 0.5 * m * sum_xs_xs  # δ² > the variance about the shift / 2
+    if not far.any():
+        return shift, sums
+    moved = np.where(far, shift + sum_xs / m, shift).astype(shift.dtype)
+    again = _sums(x3, moved, blocks, dy3, keep=keep)
+    return moved, tuple(np.where(far, b, a) for a, b in zip(sums, again, strict=True))
 
 
 def _split(b, dtype):
@@ -241,8 +284,8 @@ def forward(x, *, eps=1e-5, axis=-1):
     blocks = _blocks(x3)
     mu = np.sum(x3, axis=(0, 2), keepdims=True, dtype=np.float64)/m
     shift = mu.astype(x.dtype)
-    delta = mu - shift
-    (sum_xs_xs,) = _sums(x3, shift, blocks, keep=y3)
+    shift, (sum_xs_xs, sum_xs) = _centred_sums(x3, shift, blocks, keep=y3)
+    delta = sum_xs/m
     var = (-delta**2*m + sum_xs_xs)/(m - 1)
     var = np.maximum(var, 0.0)  # rounding must not make it negative
     sigma = np.sqrt(var)
@@ -267,8 +310,8 @@ def backward(dy, x, *, eps=1e-5, axis=-1):
     blocks = _blocks(x3)
     mu = np.sum(x3, axis=(0, 2), keepdims=True, dtype=np.float64)/m
     shift = mu.astype(x.dtype)
-    delta = mu - shift
-    sum_xs_xs, sum_g, sum_g_xs = _sums(x3, shift, blocks, dy3, keep=dx3)
+    shift, (sum_xs_xs, sum_xs, sum_g, sum_g_xs) = _centred_sums(x3, shift, blocks, dy3, keep=dx3)
+    delta = sum_xs/m
     var = (-delta**2*m + sum_xs_xs)/(m - 1)
     var = np.maximum(var, 0.0)  # rounding must not make it negative
     sigma = np.sqrt(var)

@@ -46,6 +46,7 @@ from symbn.spec import LayerSpec
 BACKENDS: tuple[str, ...] = ("numpy", "numexpr")
 ARRAYS = {"g": "dy3", "x": "x3", "xs": "xs"}
 SUM_XS_XS = sp.Symbol("sum_xs_xs", real=True)
+SUM_XS = sp.Symbol("sum_xs", real=True)
 WIDTH = 99
 COEFFICIENT_NAMES = {G(S.i): "a", XS(S.i): "b", sp.Integer(1): "c"}
 FORWARD_NAMES = {XS(S.i): "p", sp.Integer(1): "q"}
@@ -129,6 +130,8 @@ def _prelude(plan: Plan, backend: str, exprs: list[sp.Expr], per_channel: list[s
         lines.append('    dy = _like_x("dy", dy, x)')
     lines.append("    eps = _eps(eps)")
     lines += [f'    {n} = _per_channel("{n}", {n}, x, axis)' for n in per_channel]
+    if "running_var" in per_channel:
+        lines.append('    running_var = _nonnegative("running_var", running_var)')
     lines.append("    x3 = _channels(x, axis)")
     if with_dy:
         lines.append("    dy3 = _channels(dy, axis)")
@@ -144,16 +147,26 @@ def _prelude(plan: Plan, backend: str, exprs: list[sp.Expr], per_channel: list[s
         lines += _assign("mu", plan.mean, p)
     if uses_xs:
         lines.append(f"    shift = {center}.astype(x.dtype)")
-        lines.append(f"    delta = {center} - shift")
-    names = (["sum_xs_xs"] if plan.variance is not None else []) + [s.name for s in g_sums]
+        if plan.delta is None:
+            lines.append(f"    delta = {center} - shift")
+    names = (["sum_xs_xs", "sum_xs"] if plan.variance is not None else []) + \
+        [s.name for s in g_sums]
     if names:
         if g_sums and len(g_sums) != len(SUMS):
             raise AssertionError(f"the sums {g_sums} are computed together")
         args = ", ".join(["x3", "shift", "blocks", *(["dy3"] if g_sums else []),
                           *([] if plan.variance is not None else ["squares=False"]),
                           *([f"keep={out}3"] if _keeps_xs(plan, exprs, backend) else [])])
-        target = f"({names[0]},)" if len(names) == 1 else ", ".join(names)
-        lines.append(f"    {target} = _sums({args})")
+        if plan.delta is not None:
+            lines.append(f"    shift, ({', '.join(names)}) = _centred_sums({args})")
+        else:
+            target = f"({names[0]},)" if len(names) == 1 else ", ".join(names)
+            lines.append(f"    {target} = _sums({args})")
+    if plan.delta is not None:
+        delta = plan.delta.xreplace({sp.Sum(XS(S.j), (S.j, 1, S.m)): SUM_XS})
+        if delta.atoms(sp.Sum):
+            raise AssertionError(f"delta {plan.delta} has other sums than of xs")
+        lines += _assign("delta", delta, p)
     if plan.variance is not None:
         variance = plan.variance.xreplace({sp.Sum(XS(S.j) ** 2, (S.j, 1, S.m)): SUM_XS_XS})
         if variance.atoms(sp.Sum):
@@ -305,11 +318,23 @@ def generate_module(spec: LayerSpec, backend: str = "numpy") -> str:
 
 
 def load(spec: LayerSpec, backend: str = "numpy") -> types.ModuleType:
-    """The generated module for ``spec``, compiled in-process (no file is written)."""
+    """The generated module for ``spec``, compiled in-process (no file is written).
+
+    Raises
+    ------
+    OptionError
+        For an unknown backend, or one whose library is not installed.
+
+    """
     source = generate_module(spec, backend)
     module = types.ModuleType(f"symbn_generated_{spec.layer}")
     module.__dict__["__source__"] = source
-    exec(compile(source, f"<symbn codegen {spec.describe()}>", "exec"), module.__dict__)
+    try:
+        exec(compile(source, f"<symbn codegen {spec.describe()}>", "exec"), module.__dict__)
+    except ImportError as error:
+        raise OptionError.bad_value(
+            "backend", backend, f"it needs {error.name}, which is not installed here "
+            f"(pip install {error.name}); backend='numpy' needs only NumPy") from None
     return module
 
 

@@ -213,6 +213,9 @@ def test_plan_proofs_hold_and_a_wrong_rewrite_fails():
                                 plan.derivation.closed_symbolic["x"], plan.derivation,
                                 plan.center, facts)
     assert not wrong.holds
+    shift = codegen_plan.SHIFT
+    wrong_delta = codegen_plan._unshifted(plan.delta * S.m / (S.m - 1), plan.center)
+    assert not codegen_plan._check("wrong", wrong_delta - (plan.center - shift), facts).holds
 
 
 def test_generation_is_deterministic_across_processes(generated):
@@ -264,10 +267,18 @@ def test_bad_arguments_raise_value_errors_naming_shapes(generated):
         ((dy, x, np.ones(4)), {}, r"gamma has shape \(4,\); expected \(3,\)"),
         ((dy.astype(np.float32), x, gamma), {}, "dy has dtype float32"),
         ((dy, x, gamma), {"eps": 0.0}, "eps=0.0"),
+        ((dy, x, gamma), {"eps": None}, "eps=None; expected a finite real number > 0"),
+        ((dy, x, gamma), {"eps": "1e-5"}, "eps='1e-5'; expected a finite real number"),
+        ((dy, x, gamma), {"eps": True}, "eps=True; expected a finite real number"),
+        ((dy, 1e160 * np.arange(12.0).reshape(4, 3), gamma), {},
+         "channel 0 spreads too far from its mean .* float64"),
     ]
     for args, kwargs, message in cases:
         with pytest.raises(ValueError, match=message):
             ns["backward"](*args, **kwargs)
+    evaluation = compiled(generated(symbn.LayerSpec(mode="eval")))
+    with pytest.raises(ValueError, match=r"running_var\[1\] = -1e-12 is negative; expected"):
+        evaluation["backward"](dy, x, gamma, np.zeros(3), np.array([1.0, -1e-12, 1.0]))
     unbiased = compiled(generated(symbn.LayerSpec(variance="unbiased")))
     with pytest.raises(ValueError, match=r"\(1, 3\).*1 element.*unbiased"):
         unbiased["backward"](dy[:1], x[:1], gamma)
@@ -398,23 +409,62 @@ def test_float32_near_overflow_with_the_first_rows_apart_stays_finite_and_accura
     assert max(relative_errors(spec, got, ref).values()) <= 1e-6
 
 
-@pytest.mark.parametrize("shape, axis", [((1 << 18, 1), -1), ((1, 1, 512, 512), 1)])
+@pytest.mark.parametrize("spec", [symbn.LayerSpec(), symbn.LayerSpec(eps_placement="std")],
+                         ids=lambda s: s.eps_placement)
+@pytest.mark.parametrize("value, m", [(2024.37, 4096), (1e8 + 0.1, 1000), (1e30 / 3, 1000)])
+def test_constant_float64_channels_whose_mean_rounds_are_exact(spec, value, m, generated,
+                                                               backend):
+    """A constant channel's float64 mean carries the rounding of its sum; Σ xs and a second
+    sweep from the corrected mean make the variance exactly 0 (without them dx was off by up to
+    1.0 of its scale, and y by 1.0 instead of 0)."""
+    ns = compiled(generated(spec, backend))
+    rng = np.random.default_rng(21)
+    x = np.full((m, 2), value)
+    x[:, 1] += rng.standard_normal(m)  # channel 1 is ordinary
+    dy = rng.standard_normal(x.shape)
+    gamma = np.array([1.5, 0.5])
+    np.testing.assert_array_equal(ns["forward"](x, gamma, np.full(2, 0.25))[:, 0], 0.25)
+    got = ns["backward"](dy, x, gamma)
+    ref = reference(spec, dy, x, gamma)
+    assert max(relative_errors(spec, got, ref).values()) <= 1e-12
+
+
+def test_float32_sums_that_overflow_float32_stay_finite_and_accurate(generated, backend):
+    """|x| ~ 1e37 with m = 4096: Σ dy·xs passes 3.4e38 on its way, though dγ is about 60 (as
+    float32 partial sums every dx was inf or NaN)."""
+    ns = compiled(generated(symbn.LayerSpec(), backend))
+    rng = np.random.default_rng(22)
+    x = (1e37 * rng.standard_normal((4096, 2))).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    gamma = np.float32([0.5, 2.0])
+    got = ns["backward"](dy, x, gamma)
+    assert all(np.isfinite(g).all() for g in got)
+    ref = reference(symbn.LayerSpec(), dy, x, gamma)
+    assert max(relative_errors(symbn.LayerSpec(), got, ref).values()) <= 1e-6
+
+
+@pytest.mark.parametrize("shape, axis", [((1 << 18, 1), -1), ((1, 1, 512, 512), 1),
+                                         ((1 << 19, 2), -1)])
 def test_float32_sums_of_a_long_channel_stay_accurate(shape, axis, generated, backend):
-    """One channel of 2^18 elements, dy constant: Σ dy must not drift as a float32 running sum
-    does (with a BLAS sum dx was off by 1.6e-5 and 6.5e-5 of its scale on these two layouts).
-    Truth: the closed form in float64."""
+    """Channels of 2^18 elements, dy constant: Σ dy must not drift as a float32 running sum
+    does (with BLAS sums in float32 dx was off by 1.6e-5, 6.5e-5 and 6e-4 of its scale on these
+    three layouts). Truth: the closed form in float64."""
     ns = compiled(generated(symbn.LayerSpec(), backend))
     rng = np.random.default_rng(16)
     x = (10 + rng.standard_normal(shape)).astype(np.float32)
     dy = np.full_like(x, 0.1)
-    dx, _, dbeta = ns["backward"](dy, x, np.ones(1, np.float32), axis=axis)
-    x64, dy64 = x.astype(np.float64).ravel(), dy.astype(np.float64).ravel()
-    m = x64.size
-    r = 1 / np.sqrt(x64.var() + 1e-5)
-    xhat = (x64 - x64.mean()) * r
-    truth = r / m * (m * dy64 - dy64.sum() - xhat * (dy64 * xhat).sum())
-    assert np.linalg.norm(dx.ravel() - truth) <= 1e-6 * np.linalg.norm(dy64) * r
-    assert abs(dbeta[0] - dy64.sum()) <= 1e-6 * dy64.sum()
+    n_c = shape[axis]
+    dx, _, dbeta = ns["backward"](dy, x, np.ones(n_c, np.float32), axis=axis)
+    for k in range(n_c):
+        x64 = np.take(x, k, axis=axis).astype(np.float64).ravel()
+        dy64 = np.take(dy, k, axis=axis).astype(np.float64).ravel()
+        m = x64.size
+        r = 1 / np.sqrt(x64.var() + 1e-5)
+        xhat = (x64 - x64.mean()) * r
+        truth = r / m * (m * dy64 - dy64.sum() - xhat * (dy64 * xhat).sum())
+        got = np.take(dx, k, axis=axis).ravel()
+        assert np.linalg.norm(got - truth) <= 1e-6 * np.linalg.norm(dy64) * r
+        assert abs(dbeta[k] - dy64.sum()) <= 1e-6 * dy64.sum()
 
 
 def test_load_compiles_in_process_and_checks_backend():
@@ -425,6 +475,15 @@ def test_load_compiles_in_process_and_checks_backend():
     np.testing.assert_allclose(dx, np.full((3, 2), 0.5))
     with pytest.raises(OptionError, match="backend='cupy'"):
         codegen.generate_module(symbn.LayerSpec(), "cupy")
+
+
+def test_load_without_numexpr_says_what_to_install(monkeypatch):
+    """load(spec, "numexpr") where numexpr is missing: an OptionError naming it, no traceback
+    from inside the generated module; writing the module's text still works."""
+    monkeypatch.setitem(sys.modules, "numexpr", None)  # `import numexpr` now fails
+    with pytest.raises(OptionError, match=r"backend='numexpr'.*pip install numexpr"):
+        codegen.load(symbn.LayerSpec(), "numexpr")
+    assert "import numexpr as ne" in codegen.generate_module(symbn.LayerSpec(), "numexpr")
 
 
 def test_numexpr_backend_agrees_with_numpy(generated):

@@ -152,12 +152,12 @@ def test_verify_command_prints_a_table_and_exit_status_follows_it(
     from symbn.commands import verify
     if verify not in cli.COMMANDS:
         monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, verify))
-    monkeypatch.setattr(verify, "generated_code_rows", lambda spec: [])
+    monkeypatch.setattr(verify, "generated_code_rows", lambda spec, backend: [])
     assert cli.main(["verify", "batchnorm", "--dps", "30"]) == 0
     out = capsys.readouterr().out
     assert "closed form vs FD, full gradient" in out and "Taylor" in out and "FAIL" not in out
     failing = [verify.Row("generated code", "x", "wrong", False)]
-    monkeypatch.setattr(verify, "generated_code_rows", lambda spec: failing)
+    monkeypatch.setattr(verify, "generated_code_rows", lambda spec, backend: failing)
     assert cli.main(["verify", "batchnorm", "--dps", "30"]) == 1
     assert "FAIL" in capsys.readouterr().out
 
@@ -169,6 +169,16 @@ def test_verify_checks_the_generated_code() -> None:
         pytest.skip("symbn.codegen is not importable (the code-generation issue is not merged)")
     from symbn.commands.verify import generated_code_rows
     rows = generated_code_rows(symbn.LayerSpec())
-    assert [r.check for r in rows] == ["generated code vs reference (float64)",
-                                       "generated code vs reference (float32)"]
+    assert [r.check for r in rows] == ["generated code (numpy) vs reference (float64)",
+                                       "generated code (numpy) vs reference (float32)"]
     assert rows[0].passed
+
+
+def test_verify_checks_the_numexpr_backend_when_asked() -> None:
+    """`--backend numexpr` runs the numexpr module through the checker, both dtypes passing."""
+    pytest.importorskip("numexpr")
+    from symbn.commands.verify import generated_code_rows
+    rows = generated_code_rows(symbn.LayerSpec(eps_placement="std"), "numexpr")
+    assert [r.check for r in rows] == ["generated code (numexpr) vs reference (float64)",
+                                       "generated code (numexpr) vs reference (float32)"]
+    assert all(r.passed for r in rows), [r.result for r in rows]

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from symbn.codegen import BACKENDS, generate_module
-from symbn.commands.options import add_layer_arguments, spec_from_args
+from symbn.codegen import generate_module
+from symbn.commands.options import add_backend_argument, add_layer_arguments, spec_from_args
 from symbn.errors import OptionError
 
 NAME = "codegen"
@@ -23,9 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     add_layer_arguments(p)
     p.add_argument("-o", "--output", default="-", metavar="FILE",
                    help="where to write the module ('-', the default, for standard output)")
-    p.add_argument("--backend", default="numpy", metavar="{" + ",".join(BACKENDS) + "}",
-                   help="'numpy' (default): imports only NumPy; 'numexpr': the elementwise "
-                        "passes fused and multi-threaded by numexpr (an optional dependency)")
+    add_backend_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:

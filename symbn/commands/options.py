@@ -32,6 +32,16 @@ def add_variant_flags(parser: argparse.ArgumentParser) -> None:
              "variance are inputs, constants for the gradient")
 
 
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    """``--backend``: what the generated module computes with."""
+    from symbn.codegen import BACKENDS
+
+    parser.add_argument(
+        "--backend", default="numpy", metavar="{" + ",".join(BACKENDS) + "}",
+        help="'numpy' (default): the generated module imports only NumPy; 'numexpr': its "
+             "elementwise pass fused and multi-threaded by numexpr (an optional dependency)")
+
+
 def spec_from_args(args: argparse.Namespace, layer: str | None = None) -> LayerSpec:
     """The validated :class:`LayerSpec` the arguments describe (raises OptionError)."""
     return LayerSpec(
@@ -43,5 +53,5 @@ def spec_from_args(args: argparse.Namespace, layer: str | None = None) -> LayerS
     )
 
 
-__all__ = ["EPS_PLACEMENTS", "MODES", "VARIANCES", "add_layer_arguments", "add_variant_flags",
-           "spec_from_args"]
+__all__ = ["EPS_PLACEMENTS", "MODES", "VARIANCES", "add_backend_argument", "add_layer_arguments",
+           "add_variant_flags", "spec_from_args"]

@@ -16,7 +16,7 @@ import numpy as np
 
 from symbn import fd
 from symbn.checker import check_backward
-from symbn.commands.options import add_layer_arguments, spec_from_args
+from symbn.commands.options import add_backend_argument, add_layer_arguments, spec_from_args
 from symbn.errors import OptionError
 from symbn.reference import Reference
 from symbn.spec import LayerSpec
@@ -41,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         NAME, help=HELP, description=HELP + ". Exit status 1 if any check fails.",
         epilog="Example: symbn verify batchnorm --eps-placement std --dps 50")
     add_layer_arguments(p)
+    add_backend_argument(p)
     p.add_argument("--dps", default=50, type=int,
                    help="decimal digits of the mpmath arithmetic (default: 50); the closed "
                         "form must agree with finite differences to 60%% of them")
@@ -126,14 +127,14 @@ def _digits(v: float) -> str:
     return "equal at dps" if math.isinf(v) else f"{v:.1f} digits"
 
 
-def generated_code_rows(spec: LayerSpec) -> list[Row]:
-    """The generated backward (``symbn.codegen``) through the checker, float64 and float32."""
+def generated_code_rows(spec: LayerSpec, backend: str = "numpy") -> list[Row]:
+    """The generated backward of ``backend`` through the checker, float64 and float32."""
     try:
         codegen = importlib.import_module("symbn.codegen")
     except ImportError as error:
         return [Row("generated code", "-", f"skipped: symbn.codegen not importable ({error})",
                     None)]
-    backward = codegen.load(spec).backward
+    backward = codegen.load(spec, backend).backward
     rows = []
     for dtype in ("float64", "float32"):
         report = check_backward(backward, spec.layer, eps_placement=spec.eps_placement,
@@ -146,7 +147,7 @@ def generated_code_rows(spec: LayerSpec) -> list[Row]:
         result = f"worst error/tolerance {ratio:.2g}"
         if failed:
             result += "; failed on: " + "; ".join(failed)
-        rows.append(Row(f"generated code vs reference ({dtype})",
+        rows.append(Row(f"generated code ({backend}) vs reference ({dtype})",
                         f"{len(report.cases)} inputs", result, report.passed))
     return rows
 
@@ -171,6 +172,6 @@ def run(args: argparse.Namespace) -> int:
     if args.dps < 20:
         raise OptionError.bad_value("--dps", args.dps, "use at least 20 digits")
     spec = spec_from_args(args)
-    rows = finite_difference_rows(spec, args.dps) + generated_code_rows(spec)
+    rows = finite_difference_rows(spec, args.dps) + generated_code_rows(spec, args.backend)
     print(format_table(spec, args.dps, rows))
     return 1 if any(r.passed is False for r in rows) else 0
