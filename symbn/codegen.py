@@ -143,12 +143,11 @@ def _prelude(plan: Plan, backend: str, exprs: list[sp.Expr], per_channel: list[s
     g_sums = [s for s in SUMS if _needs(exprs, s)]
     uses_xs = (_needs(exprs, XS(S.i)) or bool(g_sums) or _needs(exprs, DELTA)
                or plan.variance is not None)
-    if plan.mean is not None:
-        lines += _assign("mu", plan.mean, p)
-    if uses_xs:
+    if plan.delta is not None:  # batch statistics: the sweep corrects a first guess
+        lines.append("    shift = _pilot(x3)")
+    elif uses_xs:
         lines.append(f"    shift = {center}.astype(x.dtype)")
-        if plan.delta is None:
-            lines.append(f"    delta = {center} - shift")
+        lines.append(f"    delta = {center} - shift")
     names = (["sum_xs_xs", "sum_xs"] if plan.variance is not None else []) + \
         [s.name for s in g_sums]
     if names:
