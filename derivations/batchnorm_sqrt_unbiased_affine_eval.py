@@ -33,9 +33,12 @@ __all__ = ["backward", "forward"]
 
 BLOCK_SIZE = 1 << 18  # elements per block at most (found fastest on a 2-core VM)
 ONE_BLOCK = 1 << 14  # elements: an array this small goes in one block (fewer NumPy calls)
+ROWS = 1 << 13  # rows of P per block at most: sums down P run in sequence (error ~ rows * eps)
 # below these a per-channel coefficient loses digits in the dtype (see _split)
 TINY = {np.dtype(np.float32): np.finfo(np.float32).tiny / np.finfo(np.float32).eps,
         np.dtype(np.float64): np.finfo(np.float64).tiny / np.finfo(np.float64).eps}
+# spread of a channel (|x - mean|) beyond which x - mean (float32) or r**3 (float64) overflows
+SPREAD = {np.dtype(np.float32): float(np.finfo(np.float32).max), np.dtype(np.float64): 1e100}
 
 
 def _layout(x, axis):
@@ -114,14 +117,16 @@ def _blocks(a3):
 
     A block holds at most BLOCK_SIZE elements and a quarter of the array, so that scratch space
     stays small, unless the whole array is at most ONE_BLOCK elements (a row of Q is cut too
-    when it is longer). Every pass over the data goes block by block, so that the several NumPy
-    calls made on one block find it in cache and only the first one reads it from memory.
+    when it is longer), and at most ROWS rows of P: BLAS and einsum sum down P in sequence, and
+    2^17 rows of float64 left dβ off by 1e-12. Every pass over the data goes block by block, so
+    that the several NumPy calls made on one block find it in cache and only the first one
+    reads it from memory.
     """
     n_p, n_c, n_q = a3.shape
     size = max(1, min(BLOCK_SIZE, a3.size if a3.size <= ONE_BLOCK else a3.size // 4))
     qb = min(n_q, size)
     cb = max(1, min(n_c, size // qb))
-    pb = max(1, size // (qb * cb))
+    pb = max(1, min(size // (qb * cb), ROWS))
     return [(slice(p, p + pb), slice(c, c + cb), slice(q, q + qb))
             for p in range(0, n_p, pb) for c in range(0, n_c, cb) for q in range(0, n_q, qb)]
 
@@ -217,27 +222,36 @@ def _pilot(x3):
 def _centred_sums(x3, shift, blocks, dy3=None, keep=None):
     """:func:`_sums` with Σ xs² and Σ xs, and the shift they are taken from.
 
-    δ = Σ xs/m is how far the mean lies from the shift, exactly. In a channel where δ exceeds
-    the spread of the data, the variance (Σ xs² − m·δ²)/m would cancel, and so would
-    Σ dy·xs − δ·Σ dy: the guess was poor (sorted or padded data), or the channel is (nearly)
-    constant. Those channels are summed again from the corrected mean, shift + δ, which is then
-    within a unit in the last place of the mean; a constant channel's xs are exact and its
-    variance exactly 0.
+    δ = Σ xs/m is how far the mean lies from the shift, exactly. In a channel where δ is more
+    than about half the spread of the data, the variance (Σ xs² − m·δ²)/m would lose digits,
+    and so would Σ dy·xs − δ·Σ dy: the guess was poor (sorted or padded data), or the channel is
+    (nearly) constant. Those channels are summed again from the corrected mean, shift + δ,
+    which is then within a unit in the last place of the mean; a constant channel's xs are
+    exact and its variance exactly 0. Where the first sums are not finite (x − shift beyond the
+    range of x's dtype, or inf or NaN in x) the mean itself, from a pass of its own, is the new
+    shift, so that inf and NaN give NaN there and only there.
     """
     sums = _sums(x3, shift, blocks, dy3, keep=keep)
     sum_xs_xs, sum_xs = sums[:2]
-    overflow = np.flatnonzero(np.isinf(sum_xs_xs) & np.isfinite(shift))
-    if overflow.size:
-        raise ValueError(
-            f"x's channel {int(overflow[0])} spreads too far from its mean for its squares to fit "
-            "in float64 (|x - mean| above about 1e154); expected data that can be scaled down")
     m = x3.shape[0] * x3.shape[2]
-    far = sum_xs * sum_xs > 0.5 * m * sum_xs_xs  # δ² > the variance about the shift / 2
-    if not far.any():
-        return shift, sums
-    moved = np.where(far, shift + sum_xs / m, shift).astype(shift.dtype)
-    again = _sums(x3, moved, blocks, dy3, keep=keep)
-    return moved, tuple(np.where(far, b, a) for a, b in zip(sums, again, strict=True))
+    delta = sum_xs / m
+    lost = ~np.isfinite(sum_xs_xs)
+    far = lost | (delta * delta > 0.25 * sum_xs_xs / m)  # |δ| > σ/√3
+    if far.any():
+        centre = shift + delta
+        if lost.any():
+            mean = np.sum(x3, axis=(0, 2), keepdims=True, dtype=np.float64) / m
+            centre = np.where(lost, mean, centre)
+        moved = np.where(far, centre, shift).astype(shift.dtype)
+        again = _sums(x3, moved, blocks, dy3, keep=keep)
+        shift = moved
+        sums = tuple(np.where(far, b, a) for a, b in zip(sums, again, strict=True))
+    wide = np.flatnonzero(np.isfinite(shift) & ~(sums[0] / m <= SPREAD[x3.dtype] ** 2))
+    if wide.size:
+        raise ValueError(
+            f"x's channel {int(wide[0])} spreads too far from its mean for {x3.dtype}: expected "
+            f"|x - mean| below about {SPREAD[x3.dtype]:.1e}; scale the data down")
+    return shift, sums
 
 
 def _split(b, dtype):

@@ -270,7 +270,11 @@ def test_bad_arguments_raise_value_errors_naming_shapes(generated):
         ((dy, x, gamma), {"eps": "1e-5"}, "eps='1e-5'; expected a finite real number"),
         ((dy, x, gamma), {"eps": True}, "eps=True; expected a finite real number"),
         ((dy, 1e160 * np.arange(12.0).reshape(4, 3), gamma), {},
-         "channel 0 spreads too far from its mean .* float64"),
+         "channel 0 spreads too far from its mean for float64: expected .* below about 1.0e"),
+        ((dy, 1e110 * np.arange(12.0).reshape(4, 3), gamma), {},  # r**3 would underflow
+         "channel 0 spreads too far from its mean for float64"),
+        ((dy.astype(np.float32), np.float32([[3e38] * 3, [3e38] * 3, [-3e38] * 3, [0] * 3]),
+          gamma), {}, "channel 0 spreads too far from its mean for float32"),
     ]
     for args, kwargs, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -426,6 +430,62 @@ def test_constant_float64_channels_whose_mean_rounds_are_exact(spec, value, m, g
     got = ns["backward"](dy, x, gamma)
     ref = reference(spec, dy, x, gamma)
     assert max(relative_errors(spec, got, ref).values()) <= 1e-12
+
+
+@pytest.mark.parametrize("row", [16, 17], ids=["sampled", "unsampled"])
+def test_inf_in_x_gives_nan_in_its_channel_only(row, generated, backend):
+    """An inf in x, in an element the first guess at the mean reads or not, makes that
+    channel's outputs NaN and leaves the other channel exact (it once raised a ValueError)."""
+    spec = symbn.LayerSpec()
+    ns = compiled(generated(spec, backend))
+    rng = np.random.default_rng(23)
+    x, dy = rng.standard_normal((4096, 2)), rng.standard_normal((4096, 2))
+    x[row, 0] = np.inf
+    with np.errstate(invalid="ignore", over="ignore"):
+        dx, dgamma, dbeta = ns["backward"](dy, x, np.ones(2))
+        y = ns["forward"](x, np.ones(2), np.zeros(2))
+    assert np.isnan(dx[:, 0]).all() and np.isnan(dgamma[0]) and np.isnan(y[:, 0]).all()
+    ref = reference(spec, dy[:, 1:], x[:, 1:], np.ones(1))
+    assert max(relative_errors(spec, (dx[:, 1:], dgamma[1:], dbeta[1:]), ref).values()) <= 1e-12
+
+
+def test_float32_halves_near_plus_and_minus_2e38_stay_accurate(generated, backend):
+    """Every sampled row near -2e38, the others near +2e38: x - guess overflows float32, so the
+    sums are redone from the mean (this raised a ValueError)."""
+    spec = symbn.LayerSpec()
+    ns = compiled(generated(spec, backend))
+    rng = np.random.default_rng(24)
+    x = (1 + 0.01 * rng.standard_normal((4096, 2))).astype(np.float32)
+    x[0::2] *= np.float32(-2e38)
+    x[1::2] *= np.float32(2e38)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    got = ns["backward"](dy, x, np.ones(2, np.float32))
+    ref = reference(spec, dy, x, np.ones(2, np.float32))
+    assert max(relative_errors(spec, got, ref).values()) <= 1e-6
+
+
+@pytest.mark.parametrize("offset", [0.99, 0.55])
+def test_tall_float64_blocks_sum_constant_dy_accurately(offset, generated, backend):
+    """(2^18, 2) float64, dy = 0.1, the guess at the mean `offset`·σ away: sums down 2^17 rows
+    in sequence left dβ off by 5e-13 and dx by 8e-13; blocks of at most ROWS rows keep both
+    below 1e-13. Truth: long double, summed pairwise."""
+    ns = compiled(generated(symbn.LayerSpec(), backend))
+    rng = np.random.default_rng(25)
+    n = 1 << 18
+    x = rng.standard_normal((n, 2))
+    x[:: n // 256] = offset  # the rows the guess reads
+    dy = np.full_like(x, 0.1)
+    dx, dgamma, dbeta = ns["backward"](dy, x, np.ones(2))
+    for k in range(2):
+        xl, gl = x[:, k].astype(np.longdouble), dy[:, k].astype(np.longdouble)
+        xc = xl - np.sum(xl) / n
+        r = 1 / np.sqrt(np.sum(xc * xc) / n + np.longdouble(1e-5))
+        sum_g, sum_g_xhat = np.sum(gl), np.sum(gl * xc) * r
+        truth = r / n * (n * gl - sum_g - xc * r * sum_g_xhat)
+        scale = np.linalg.norm(dy[:, k])
+        assert np.linalg.norm(dx[:, k] - truth) <= 1e-13 * scale * float(r)
+        assert abs(dbeta[k] - sum_g) <= 1e-13 * scale * np.sqrt(n)
+        assert abs(dgamma[k] - sum_g_xhat) <= 1e-13 * scale * np.sqrt(n)
 
 
 def test_float32_sums_that_overflow_float32_stay_finite_and_accurate(generated, backend):
