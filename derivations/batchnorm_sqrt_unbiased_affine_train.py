@@ -13,11 +13,12 @@ where
     xhat(i) = (-mu + x(i))/sqrt(eps + var)
     r = 1/sqrt(eps + var)
 
-Evaluated per channel as dx = a*dy + b*xs + c with xs = x - shift, shift = the centre rounded
-to the dtype of x, delta = centre - shift (float64); symbn proved this equal to the closed form
-for every m before printing it. Statistics are two-pass and accumulate in float64 (squares of
-float32 values taken exactly in float64); sums of dy and dy*xs add up per-block partial sums in
-float64. Passes go over blocks of about BLOCK_SIZE elements, a few NumPy calls per block.
+Evaluated per channel as dx = a*dy + b*xs + c with xs = x - shift, shift = a first guess at the
+mean (_pilot), delta = (sum of xs)/m = mu - shift, swept again from shift + delta where delta
+exceeds the spread (_centred_sums); symbn proved this equal to the closed form for every m and
+every shift before printing it. Every sum accumulates in float64 (float32 blocks are copied to
+float64 first, so products are exact). Passes go over blocks of about BLOCK_SIZE elements, a
+few NumPy calls per block.
 
 Signatures:
     forward(x, gamma, beta, *, eps=1e-5, axis=-1) -> y
@@ -232,7 +233,8 @@ def _centred_sums(x3, shift, blocks, dy3=None, keep=None):
     range of x's dtype, or inf or NaN in x) the mean itself, from a pass of its own, is the new
     shift, so that inf and NaN give NaN there and only there.
     """
-    sums = _sums(x3, shift, blocks, dy3, keep=keep)
+    with np.errstate(over="ignore"):  # x - shift beyond float32: detected below, summed again
+        sums = _sums(x3, shift, blocks, dy3, keep=keep)
     sum_xs_xs, sum_xs = sums[:2]
     m = x3.shape[0] * x3.shape[2]
     delta = sum_xs / m

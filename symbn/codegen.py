@@ -4,11 +4,12 @@
 form rewritten as ``dx = a·dy + b·xs + c`` and proven equal to it), shares common
 subexpressions of the per-channel coefficients (``sympy.cse``) and prints them through
 :class:`~symbn.numpy_printer.BatchNumPyPrinter`. The data is seen as a (P, C, Q) array, C the
-channels. The mean is one ``np.sum(..., dtype=np.float64)``; the sums of the plan (Σ xs²,
-Σ dy, Σ dy·xs) are one sweep and ``dx = a·dy + b·xs + c`` another, each going over
-cache-sized blocks of the batch with a few vectorized NumPy calls (BLAS or ``np.einsum`` for the
-sums) per block, so that only the first call reads a block from memory. The loop runs over
-blocks (a few dozen), never over elements. :func:`load` compiles the same source in-process.
+channels. The sums of the plan (Σ xs², Σ xs, Σ dy, Σ dy·xs, from a first guess at the mean
+that Σ xs corrects) are one sweep and ``dx = a·dy + b·xs + c`` another, each going over
+cache-sized blocks of the batch with a few vectorized NumPy calls (BLAS, ``np.vecdot`` or
+``np.einsum`` for the sums) per block, so that only the first call reads a block from memory.
+The loop runs over blocks (a few dozen), never over elements. :func:`load` compiles the same
+source in-process.
 
 >>> from symbn.spec import LayerSpec
 >>> bn = load(LayerSpec())
@@ -259,13 +260,16 @@ def _docstring(plan: Plan, backend: str) -> list[str]:
         if cond.limit:
             out.append(f"Where not {cond.statement} (a constant channel), the limit is used:")
             out += _para(f"dL/dx = {cond.limit['x']}")
+    shift = ("shift = a first guess at the mean (_pilot), delta = (sum of xs)/m = mu - shift, "
+             "swept again from shift + delta where delta exceeds the spread (_centred_sums)"
+             if spec.uses_batch_statistics else
+             "shift = running_mean rounded to the dtype of x, delta = running_mean - shift")
     out += ["", *textwrap.wrap(
-        "Evaluated per channel as dx = a*dy + b*xs + c with xs = x - shift, shift = the "
-        "centre rounded to the dtype of x, delta = centre - shift (float64); symbn proved this "
-        "equal to the closed form for every m before printing it. Statistics are two-pass and "
-        "accumulate in float64 (squares of float32 values taken exactly in float64); sums of "
-        "dy and dy*xs add up per-block partial sums in float64. Passes go over blocks of about "
-        "BLOCK_SIZE elements, a few NumPy calls per block.", WIDTH - 4),
+        f"Evaluated per channel as dx = a*dy + b*xs + c with xs = x - shift, {shift}; symbn "
+        "proved this equal to the closed form for every m and every shift before printing it. "
+        "Every sum accumulates in float64 (float32 blocks are copied to float64 first, so "
+        "products are exact). Passes go over blocks of about BLOCK_SIZE elements, a few NumPy "
+        "calls per block.", WIDTH - 4),
         "", "Signatures:",
         f"    forward({', '.join(['x', *_params(spec, True)])}, *, eps=1e-5, axis=-1) -> y",
         f"    backward({', '.join(['dy', 'x', *_params(spec, False)])}, *, eps=1e-5, axis=-1)"

@@ -1,12 +1,13 @@
 """What generated code computes, derived from the closed form and proven equal to it.
 
-Generated code works per channel. The input is shifted by its mean rounded to the input's
-dtype, ``xs = x − shift`` (exact for float32 data far from 0, where ``x − μ`` in float64 and
-back would cost a pass at double width), and the rounding ``δ = μ − shift`` is kept per
-channel in float64. Every elementwise output is then ``a·g + b·xs + c`` (g = ∂L/∂y) with
-per-channel coefficients a, b, c written in two sums, ``Σ g`` and ``Σ g·xs``. The variance is
-``scale·(Σ xs² − m·δ²)``: the corrected two-pass formula, whose correction is O(δ²) with δ at
-most half a unit in the last place of μ — never ``E[x²] − E[x]²``.
+Generated code works per channel. The input is shifted by a per-channel value in its own
+dtype, ``xs = x − shift`` (a guess at the mean in training, the running mean rounded in
+evaluation), and ``δ = μ − shift`` is kept per channel in float64; in training it is
+``Σ xs / m``, which corrects the guess exactly. Every elementwise output is then
+``a·g + b·xs + c`` (g = ∂L/∂y) with per-channel coefficients a, b, c written in two sums,
+``Σ g`` and ``Σ g·xs``. The variance is ``scale·(Σ xs² − m·δ²)``: the corrected two-pass
+formula, never ``E[x²] − E[x]²`` (generated code sweeps again from ``shift + δ`` where δ is
+not small against the spread).
 
 Each rewrite is proven: written back in x and μ (``xs = x − shift``, ``δ = μ − shift``), it
 minus the closed form reduces to 0 under the reduction algebra, for every m and every shift.

@@ -208,7 +208,8 @@ def _centred_sums(x3, shift, blocks, dy3=None, keep=None):
     range of x's dtype, or inf or NaN in x) the mean itself, from a pass of its own, is the new
     shift, so that inf and NaN give NaN there and only there.
     """
-    sums = _sums(x3, shift, blocks, dy3, keep=keep)
+    with np.errstate(over="ignore"):  # x - shift beyond float32: detected below, summed again
+        sums = _sums(x3, shift, blocks, dy3, keep=keep)
     sum_xs_xs, sum_xs = sums[:2]
     m = x3.shape[0] * x3.shape[2]
     delta = sum_xs / m
