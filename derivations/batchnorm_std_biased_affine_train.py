@@ -249,7 +249,8 @@ def _centred_sums(x3, shift, blocks, dy3=None, keep=None):
             mean = np.sum(x3, axis=(0, 2), keepdims=True, dtype=np.float64) / m
             centre = np.where(lost, mean, centre)
         moved = np.where(far, centre, shift).astype(shift.dtype)
-        again = _sums(x3, moved, blocks, dy3, keep=keep)
+        with np.errstate(over="ignore"):  # still beyond float32: the ValueError below says so
+            again = _sums(x3, moved, blocks, dy3, keep=keep)
         shift = moved
         sums = tuple(np.where(far, b, a) for a, b in zip(sums, again, strict=True))
     wide = np.flatnonzero(np.isfinite(shift) & ~(sums[0] / m <= SPREAD[x3.dtype] ** 2))
