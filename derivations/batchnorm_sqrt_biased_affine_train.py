@@ -208,14 +208,15 @@ def _sums(x3, shift, blocks, dy3=None, squares=True, keep=None):
 def _pilot(x3):
     """A first guess at each channel's mean, in x's dtype, for the shift.
 
-    The mean (in float64) of about 256 elements per channel, spread over the batch: every
-    k-th row of P and 16 elements of each sampled row of Q. It costs a small fraction of a pass;
-    :func:`_centred_sums` corrects it exactly, and sweeps again where it lands further from the
-    mean than the spread.
+    The mean (in float64) of about 256 elements per channel, spread over the batch: evenly
+    spaced rows of P, and evenly spaced elements of each (16 of them, or more when P is short).
+    It costs a small fraction of a pass; :func:`_centred_sums` corrects it exactly, and sweeps
+    again where it lands further from the mean than the spread.
     """
     n_p, _, n_q = x3.shape
-    step_q = max(1, n_q // 16)
-    step_p = max(1, n_p // (256 // min(n_q, 16)))
+    per_row = min(n_q, max(16, 256 // n_p))
+    step_q = max(1, n_q // per_row)
+    step_p = max(1, n_p // max(1, 256 // per_row))
     sample = x3[::step_p, :, ::step_q]
     return np.mean(sample, axis=(0, 2), keepdims=True, dtype=np.float64).astype(x3.dtype)
 
