@@ -117,9 +117,9 @@ def _blocks(a3):
     A block holds at most BLOCK_SIZE elements and a quarter of the array, so that scratch space
     stays small, unless the whole array is at most ONE_BLOCK elements (a row of Q is cut too
     when it is longer), and at most ROWS rows of P: BLAS and einsum sum down P in sequence, and
-    2^17 rows of float64 left dβ off by 1e-12. Every pass over the data goes block by block, so
-    that the several NumPy calls made on one block find it in cache and only the first one
-    reads it from memory.
+    2^17 rows of float64 left dβ off by up to 1e-12. Every pass over the data goes block by
+    block, so that the several NumPy calls made on one block find it in cache and only the
+    first one reads it from memory.
     """
     n_p, n_c, n_q = a3.shape
     size = max(1, min(BLOCK_SIZE, a3.size if a3.size <= ONE_BLOCK else a3.size // 4))
@@ -222,11 +222,11 @@ def _pilot(x3):
 def _centred_sums(x3, shift, blocks, dy3=None, keep=None):
     """:func:`_sums` with Σ xs² and Σ xs, and the shift they are taken from.
 
-    δ = Σ xs/m is how far the mean lies from the shift, exactly. In a channel where δ is more
-    than about half the spread of the data, the variance (Σ xs² − m·δ²)/m would lose digits,
-    and so would Σ dy·xs − δ·Σ dy: the guess was poor (sorted or padded data), or the channel is
-    (nearly) constant. Those channels are summed again from the corrected mean, shift + δ,
-    which is then within a unit in the last place of the mean; a constant channel's xs are
+    δ = Σ xs/m is how far the mean lies from the shift, exactly. In a channel where |δ| is more
+    than σ/√3, the variance (Σ xs² − m·δ²)/m would lose digits, and so would Σ dy·xs − δ·Σ dy:
+    the guess was poor (sorted or padded data), or the channel is (nearly) constant. The array
+    is then swept again, and those channels take the sums from the corrected mean, shift + δ,
+    which is within a unit in the last place of the mean; a constant channel's xs are then
     exact and its variance exactly 0. Where the first sums are not finite (x − shift beyond the
     range of x's dtype, or inf or NaN in x) the mean itself, from a pass of its own, is the new
     shift, so that inf and NaN give NaN there and only there.
