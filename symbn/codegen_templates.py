@@ -148,8 +148,8 @@ def _sums(x3, shift, blocks, dy3=None, squares=True, keep=None):
     in scratch space. Every sum accumulates in float64: float32 blocks of xs and dy are copied
     to float64 first, so that their products are exact and no block's sum can overflow (dy and
     x near 1e37) or drift (a float32 sum of dy = 0.1 down 2^17 rows was off by 6e-4). Σ xs
-    corrects the mean (the centre the shift was rounded from carries the rounding of its own
-    sum). Given ``keep`` (an array like x3), xs is left there for :func:`_combine`.
+    says how far the mean is from the shift. Given ``keep`` (an array like x3), xs is left
+    there for :func:`_combine`.
     """
     n_c = x3.shape[1]
     totals = np.zeros((4, n_c))
@@ -187,7 +187,7 @@ def _pilot(x3):
     The mean (in float64) of about 256 elements per channel, spread over the batch: evenly
     spaced rows of P, and evenly spaced elements of each (16 of them, or more when P is short).
     It costs a small fraction of a pass; :func:`_centred_sums` corrects it exactly, and sweeps
-    again where it lands further from the mean than the spread.
+    again where it lands more than σ/√3 from the mean.
     """
     n_p, _, n_q = x3.shape
     per_row = min(n_q, max(16, 256 // n_p))
