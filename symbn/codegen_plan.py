@@ -64,9 +64,9 @@ class Plan:
         What the plan was derived from.
     center
         ``mu`` (training) or ``running_mean`` (evaluation).
-    mean, delta, variance
-        Training only (``None`` in evaluation mode): μ as a sum over x, δ = μ − shift as a sum
-        over xs (which corrects the rounding of μ's own sum), and σ² in xs and δ.
+    delta, variance
+        Training only (``None`` in evaluation mode): δ = μ − shift as a sum over xs (which
+        corrects any guess at the mean exactly), and σ² in xs and δ.
     definitions
         ``(symbol, value)`` pairs in evaluation order: σ (if used), then r.
     forward
@@ -81,7 +81,6 @@ class Plan:
 
     derivation: Derivation
     center: sp.Symbol
-    mean: sp.Expr | None
     delta: sp.Expr | None
     variance: sp.Expr | None
     definitions: tuple[tuple[sp.Symbol, sp.Expr], ...]
@@ -148,11 +147,10 @@ def _equal(claim: str, plan_expr: sp.Expr, closed: sp.Expr, d: Derivation, cente
 
 
 def _statistics(d: Derivation, center: sp.Symbol, facts_x: dict[sp.Sum, sp.Expr]
-                ) -> tuple[sp.Expr | None, sp.Expr | None, sp.Expr | None,
-                           dict[sp.Sum, sp.Expr], list[Proof]]:
-    """μ as a sum, δ as a sum of xs, σ² in xs and δ, the facts about sums of xs, and proofs."""
+                ) -> tuple[sp.Expr | None, sp.Expr | None, dict[sp.Sum, sp.Expr], list[Proof]]:
+    """δ as a sum of xs, σ² in xs and δ, the facts about sums of xs, and their proofs."""
     if not d.spec.uses_batch_statistics:
-        return None, None, None, {}, []
+        return None, None, {}, []
     mean_node, var_node = d.graph.node("mu"), d.graph.node("var")
     holder = S.placeholder("x")
     mean = mean_node.scale * sp.Sum(mean_node.expr.xreplace({holder: X(S.j)}), (S.j, 1, S.m))
@@ -165,7 +163,7 @@ def _statistics(d: Derivation, center: sp.Symbol, facts_x: dict[sp.Sum, sp.Expr]
                      _unshifted(delta, center) - (center - SHIFT), facts_x),
               _check("variance in xs and delta == its definition",
                      _unshifted(variance, center) - definition, facts_x)]
-    return mean, delta, variance, facts_xs, proofs
+    return delta, variance, facts_xs, proofs
 
 
 def build_plan(spec: LayerSpec) -> Plan:
@@ -174,7 +172,7 @@ def build_plan(spec: LayerSpec) -> Plan:
     graph, form = d.graph, d.form
     center = S.mu if spec.uses_batch_statistics else S.running_mean
     facts_x = statistics_facts(graph, None)
-    mean, delta, variance, facts_xs, proofs = _statistics(d, center, facts_x)
+    delta, variance, facts_xs, proofs = _statistics(d, center, facts_x)
     proofs.append(_check("xhat == r*(x - center)",
                          expand_abbreviations(S.r * (X(S.i) - center), form, graph) - form.value,
                          facts_x))
@@ -208,8 +206,7 @@ def build_plan(spec: LayerSpec) -> Plan:
     bad = [p for p in proofs if not p.holds]
     if bad:
         raise ProofError("; ".join(f"{p.claim}: residual {p.residual}" for p in bad))
-    return Plan(d, center, mean, delta, variance, _definitions(d), forward, backward,
-                tuple(proofs))
+    return Plan(d, center, delta, variance, _definitions(d), forward, backward, tuple(proofs))
 
 
 def _where_spread(general: sp.Expr, at_zero: sp.Expr) -> sp.Expr:
