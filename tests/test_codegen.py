@@ -62,6 +62,17 @@ def inputs(spec, shape, axis, dtype=np.float64, seed=0):
     return dy, x, params, forward_params
 
 
+def channel_truth(x, dy, eps=1e-5):
+    """The default variant's closed form for one channel (1-D x and dy), in long double with
+    pairwise sums: dx, dgamma, dbeta and r."""
+    xl, gl = x.astype(np.longdouble), dy.astype(np.longdouble)
+    m = xl.size
+    xc = xl - np.sum(xl) / m
+    r = 1 / np.sqrt(np.sum(xc * xc) / m + np.longdouble(eps))
+    sum_g, sum_g_xhat = np.sum(gl), np.sum(gl * xc) * r
+    return r / m * (m * gl - sum_g - xc * r * sum_g_xhat), sum_g_xhat, sum_g, r
+
+
 def usable(spec, shape, axis):
     m = int(np.prod(shape)) // shape[axis]
     return not (m == 1 and spec.variance == "unbiased" and spec.mode == "train")
@@ -477,11 +488,7 @@ def test_tall_float64_blocks_sum_constant_dy_accurately(offset, generated, backe
     dy = np.full_like(x, 0.1)
     dx, dgamma, dbeta = ns["backward"](dy, x, np.ones(2))
     for k in range(2):
-        xl, gl = x[:, k].astype(np.longdouble), dy[:, k].astype(np.longdouble)
-        xc = xl - np.sum(xl) / n
-        r = 1 / np.sqrt(np.sum(xc * xc) / n + np.longdouble(1e-5))
-        sum_g, sum_g_xhat = np.sum(gl), np.sum(gl * xc) * r
-        truth = r / n * (n * gl - sum_g - xc * r * sum_g_xhat)
+        truth, sum_g_xhat, sum_g, r = channel_truth(x[:, k], dy[:, k])
         scale = np.linalg.norm(dy[:, k])
         assert np.linalg.norm(dx[:, k] - truth) <= 1e-13 * scale * float(r)
         assert abs(dbeta[k] - sum_g) <= 1e-13 * scale * np.sqrt(n)
@@ -507,7 +514,7 @@ def test_float32_sums_that_overflow_float32_stay_finite_and_accurate(generated, 
 def test_float32_sums_of_a_long_channel_stay_accurate(shape, axis, generated, backend):
     """Channels of 2^18 elements, dy constant: Σ dy must not drift as a float32 running sum
     does (with BLAS sums in float32 dx was off by 1.6e-5, 6.5e-5 and 6e-4 of its scale on these
-    three layouts). Truth: the closed form in float64."""
+    three layouts). Truth: the closed form in long double (channel_truth)."""
     ns = compiled(generated(symbn.LayerSpec(), backend))
     rng = np.random.default_rng(16)
     x = (10 + rng.standard_normal(shape)).astype(np.float32)
@@ -517,12 +524,9 @@ def test_float32_sums_of_a_long_channel_stay_accurate(shape, axis, generated, ba
     for k in range(n_c):
         x64 = np.take(x, k, axis=axis).astype(np.float64).ravel()
         dy64 = np.take(dy, k, axis=axis).astype(np.float64).ravel()
-        m = x64.size
-        r = 1 / np.sqrt(x64.var() + 1e-5)
-        xhat = (x64 - x64.mean()) * r
-        truth = r / m * (m * dy64 - dy64.sum() - xhat * (dy64 * xhat).sum())
+        truth, _, _, r = channel_truth(x64, dy64)
         got = np.take(dx, k, axis=axis).ravel()
-        assert np.linalg.norm(got - truth) <= 1e-6 * np.linalg.norm(dy64) * r
+        assert np.linalg.norm(got - truth) <= 1e-6 * np.linalg.norm(dy64) * float(r)
         assert abs(dbeta[k] - dy64.sum()) <= 1e-6 * dy64.sum()
 
 
