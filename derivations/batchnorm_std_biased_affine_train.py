@@ -20,8 +20,8 @@ Evaluated per channel as dx = a*dy + b*xs + c with xs = x - shift, shift = a fir
 mean (_pilot), delta = (sum of xs)/m = mu - shift, swept again from shift + delta where delta
 exceeds the spread (_centred_sums); symbn proved this equal to the closed form for every m and
 every shift before printing it. Every sum accumulates in float64 (float32 blocks are copied to
-float64 first, so products are exact). Passes go over blocks of about BLOCK_SIZE elements, a
-few NumPy calls per block.
+float64 first, so products are exact). Channels go in groups of at most GROUP, each computed
+end to end; passes go over blocks of about BLOCK_SIZE elements, a few NumPy calls per block.
 
 Signatures:
     forward(x, gamma, beta, *, eps=1e-5, axis=-1) -> y
@@ -38,16 +38,20 @@ __all__ = ["backward", "forward"]
 
 BLOCK_SIZE = 1 << 18  # elements per block at most (found fastest on a 2-core VM)
 ONE_BLOCK = 1 << 14  # elements: an array this small goes in one block (fewer NumPy calls)
+GROUP = 1 << 15  # channels at most in a group, computed end to end (see _groups)
 ROWS = 1 << 13  # rows of P per block at most: sums down P run in sequence (error ~ rows * eps)
 # below these a per-channel coefficient loses digits in the dtype (see _split)
 TINY = {np.dtype(np.float32): np.finfo(np.float32).tiny / np.finfo(np.float32).eps,
         np.dtype(np.float64): np.finfo(np.float64).tiny / np.finfo(np.float64).eps}
 # spread of a channel (|x - mean|) beyond which x - mean (float32) or r**3 (float64) overflows
 SPREAD = {np.dtype(np.float32): float(np.finfo(np.float32).max), np.dtype(np.float64): 1e100}
+# x - shift cannot overflow where |shift| is below half a unit in the last place of the dtype's
+# largest number (2**128 - 2**104 in float32), as |x| is at most that number
+SAFE_SHIFT = {np.dtype(np.float32): 2.0 ** 103, np.dtype(np.float64): 2.0 ** 970}
 
 
 def _layout(x, axis):
-    """Check x and axis; return x, the channel axis, the reduced axes, the per-channel shape, m."""
+    """Check x and axis; return x as an array and the channel axis, from 0 up."""
     x = np.asarray(x)
     if x.dtype not in (np.float32, np.float64):
         raise ValueError(f"x has dtype {x.dtype}; expected float32 or float64")
@@ -59,15 +63,13 @@ def _layout(x, axis):
         raise ValueError(
             f"axis={axis} for x of shape {x.shape}; expected {-x.ndim} <= axis < {x.ndim}")
     axis = int(axis) % x.ndim
-    axes = tuple(k for k in range(x.ndim) if k != axis)
-    shape = tuple(n if k == axis else 1 for k, n in enumerate(x.shape))
     m = x.size // x.shape[axis] if x.shape[axis] else 0
     if m < 1 or x.shape[axis] == 0:
         raise ValueError(
             f"x of shape {x.shape} with axis={axis} has {m} element(s) per channel and "
             f"{x.shape[axis]} channel(s); expected at least 1 element(s) per channel"
             " and at least one channel")
-    return x, axis, axes, shape, m
+    return x, axis
 
 
 def _like_x(name, a, x):
@@ -99,7 +101,7 @@ def _nonnegative(name, a):
 
 
 def _per_channel(name, a, x, axis):
-    """Check a per-channel parameter; return it in float64, shaped (1, C, 1) like a channel."""
+    """Check a per-channel parameter; return it shaped (1, C, 1) like a channel (a view)."""
     a = np.asarray(a)
     if a.shape != (x.shape[axis],):
         raise ValueError(
@@ -107,7 +109,7 @@ def _per_channel(name, a, x, axis):
             f"of x of shape {x.shape} along axis={axis}")
     if a.dtype.kind != "f":
         raise ValueError(f"{name} has dtype {a.dtype}; expected a floating dtype")
-    return a.astype(np.float64).reshape(1, -1, 1)
+    return a.reshape(1, -1, 1)
 
 
 def _channels(a, axis):
@@ -115,6 +117,18 @@ def _channels(a, axis):
     a = np.ascontiguousarray(a)
     q = a.reshape(*a.shape[: axis + 1], -1).shape[-1]
     return a.reshape(-1, a.shape[axis], q)
+
+
+def _groups(a3):
+    """Slices that cut the channels of a (P, C, Q) array into groups of at most GROUP.
+
+    Each group is computed end to end, so that its two dozen per-channel float64 values take
+    at most a few MB however many channels there are: with 2 elements per channel and 2^20
+    channels, whole-array per-channel values took 17 inputs' worth of memory. An array with
+    at most GROUP channels is one group.
+    """
+    n_c = a3.shape[1]
+    return [slice(c, min(c + GROUP, n_c)) for c in range(0, n_c, GROUP)]
 
 
 def _blocks(a3):
@@ -228,7 +242,7 @@ def _pilot(x3):
     return total / x3.dtype.type(sample.shape[0] * sample.shape[2])
 
 
-def _centred_sums(x3, shift, blocks, dy3=None, keep=None):
+def _centred_sums(x3, shift, blocks, dy3=None, keep=None, first=0):
     """:func:`_sums` with Σ xs² and Σ xs, and the shift they are taken from.
 
     δ = Σ xs/m is how far the mean lies from the shift, exactly. In a channel where |δ| is more
@@ -238,7 +252,8 @@ def _centred_sums(x3, shift, blocks, dy3=None, keep=None):
     which is within a unit in the last place of the mean; a constant channel's xs are then
     exact and its variance exactly 0. Where the first sums are not finite (x − shift beyond the
     range of x's dtype, or inf or NaN in x) the mean itself, from a pass of its own, is the new
-    shift, so that inf and NaN give NaN there and only there.
+    shift, so that inf and NaN give NaN there and only there. A ValueError names a channel
+    (counted from ``first``, that of x3's first) whose spread is beyond the dtype's range.
     """
     with np.errstate(over="ignore", invalid="ignore"):  # a poor guess: detected, summed again
         sums = _sums(x3, shift, blocks, dy3, keep=keep)
@@ -261,9 +276,40 @@ def _centred_sums(x3, shift, blocks, dy3=None, keep=None):
     wide = np.flatnonzero(np.isfinite(shift) & ~(sums[0] / m <= SPREAD[x3.dtype] ** 2))
     if wide.size:
         raise ValueError(
-            f"x's channel {int(wide[0])} spreads too far from its mean for {x3.dtype}: expected "
-            f"|x - mean| below about {SPREAD[x3.dtype]:.1e}; scale the data down")
+            f"x's channel {first + int(wide[0])} spreads too far from its mean for {x3.dtype}: "
+            f"expected |x - mean| below about {SPREAD[x3.dtype]:.1e}; scale the data down")
     return shift, sums
+
+
+def _running_shift(x3, running_mean, first=0):
+    """The shift of evaluation mode: running_mean in x's dtype, and delta = running_mean - shift.
+
+    x - shift is formed in x's dtype. Only a channel with |shift| of at least SAFE_SHIFT can
+    make it overflow; those few channels are checked, and a ValueError names the first where
+    some |x - running_mean| is beyond the dtype's range (a float32 x with a running_mean of 2e38
+    and x of -2e38, or a running_mean beyond float32 itself), counted from ``first`` (that of
+    x3's first channel). An inf or NaN running_mean is let through, to give NaN in its channel.
+    """
+    with np.errstate(over="ignore"):
+        shift = running_mean.astype(x3.dtype)
+    mean = running_mean.reshape(-1)
+    near = np.flatnonzero((np.abs(mean) >= SAFE_SHIFT[x3.dtype]) & np.isfinite(mean))
+    if near.size:
+        xk = x3[:, near, :]
+        with np.errstate(over="ignore", invalid="ignore"):
+            over = np.isinf(xk - shift[:, near, :]) & np.isfinite(xk)
+        over = over.any(axis=(0, 2)) | np.isinf(shift[0, near, 0])
+        if over.any():
+            j = int(near[np.argmax(over)])
+            k = first + j
+            raise ValueError(
+                f"x - running_mean in channel {k} is beyond the range of {x3.dtype} "
+                f"(running_mean[{k}] = {float(mean[j])!r}): expected "
+                f"|x - running_mean| below {float(np.finfo(x3.dtype).max):.1e}; scale the data "
+                "and the running statistics down")
+    with np.errstate(invalid="ignore"):  # an infinite running_mean: NaN, to propagate
+        delta = running_mean - shift
+    return shift, delta
 
 
 def _split(b, dtype):
@@ -315,16 +361,27 @@ def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
 
 def forward(x, gamma, beta, *, eps=1e-5, axis=-1):
     """The layer's output y, in the dtype of x (y = gamma*xhat + beta)."""
-    x, axis, _, _, m = _layout(x, axis)
+    x, axis = _layout(x, axis)
     eps = _eps(eps)
     gamma = _per_channel("gamma", gamma, x, axis)
     beta = _per_channel("beta", beta, x, axis)
     x3 = _channels(x, axis)
     y = np.empty(x.shape, x.dtype)
     y3 = y.reshape(x3.shape)
+    for k in _groups(x3):
+        _forward_channels(k, x3, y3, gamma, beta, eps)
+    return y
+
+
+def _forward_channels(k, x3, y3, gamma, beta, eps):
+    """The forward pass for channels k (a slice) of x3, written into y3."""
+    x3, y3 = x3[:, k], y3[:, k]
+    gamma = gamma[:, k].astype(np.float64)
+    beta = beta[:, k].astype(np.float64)
+    m = x3.shape[0] * x3.shape[2]
     blocks = _blocks(x3)
     shift = _pilot(x3)
-    shift, (sum_xs_xs, sum_xs) = _centred_sums(x3, shift, blocks, keep=y3)
+    shift, (sum_xs_xs, sum_xs) = _centred_sums(x3, shift, blocks, keep=y3, first=k.start)
     delta = sum_xs/m
     var = (-delta**2*m + sum_xs_xs)/m
     var = np.maximum(var, 0.0)  # rounding must not make it negative
@@ -333,15 +390,14 @@ def forward(x, gamma, beta, *, eps=1e-5, axis=-1):
     t0 = gamma*r
     q = beta - delta*t0
     p = t0
-    q = q.astype(x.dtype)
-    p = p.astype(x.dtype)
+    q = q.astype(x3.dtype)
+    p = p.astype(x3.dtype)
     _combine(y3, blocks, None, None, p, q)
-    return y
 
 
 def backward(dy, x, gamma, *, eps=1e-5, axis=-1):
     """Given dy = dL/dy, return dx, dgamma, dbeta (each in the dtype of x)."""
-    x, axis, _, _, m = _layout(x, axis)
+    x, axis = _layout(x, axis)
     dy = _like_x("dy", dy, x)
     eps = _eps(eps)
     gamma = _per_channel("gamma", gamma, x, axis)
@@ -349,9 +405,23 @@ def backward(dy, x, gamma, *, eps=1e-5, axis=-1):
     dy3 = _channels(dy, axis)
     dx = np.empty(x.shape, x.dtype)
     dx3 = dx.reshape(x3.shape)
+    dgamma = np.empty(x3.shape[1], x.dtype)
+    dbeta = np.empty(x3.shape[1], x.dtype)
+    for k in _groups(x3):
+        dgamma[k], dbeta[k] = _backward_channels(k, dy3, x3, dx3, gamma, eps)
+    return dx, dgamma, dbeta
+
+
+def _backward_channels(k, dy3, x3, dx3, gamma, eps):
+    """The backward pass for channels k (a slice): dx into dx3, dgamma and dbeta returned."""
+    dy3, x3, dx3 = dy3[:, k], x3[:, k], dx3[:, k]
+    gamma = gamma[:, k].astype(np.float64)
+    m = x3.shape[0] * x3.shape[2]
     blocks = _blocks(x3)
     shift = _pilot(x3)
-    shift, (sum_xs_xs, sum_xs, sum_g, sum_g_xs) = _centred_sums(x3, shift, blocks, dy3, keep=dx3)
+    shift, (sum_xs_xs, sum_xs, sum_g, sum_g_xs) = (
+        _centred_sums(x3, shift, blocks, dy3, keep=dx3, first=k.start)
+    )
     delta = sum_xs/m
     var = (-delta**2*m + sum_xs_xs)/m
     var = np.maximum(var, 0.0)  # rounding must not make it negative
@@ -373,9 +443,7 @@ def backward(dy, x, gamma, *, eps=1e-5, axis=-1):
     c = np.where(t5, -t0*t2*t3*(eps*sum_g*t9 - eps*t8 - sigma_nz*t8 + t6*t9 + t6), -sum_g*t4/eps)
     dgamma = -r*t1
     dbeta = sum_g
-    a = a.astype(x.dtype)
-    c = c.astype(x.dtype)
+    a = a.astype(x3.dtype)
+    c = c.astype(x3.dtype)
     _combine(dx3, blocks, dy3, a, b, c)
-    dgamma = dgamma.reshape(-1).astype(x.dtype)
-    dbeta = dbeta.reshape(-1).astype(x.dtype)
-    return dx, dgamma, dbeta
+    return dgamma.reshape(-1), dbeta.reshape(-1)

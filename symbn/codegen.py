@@ -8,8 +8,10 @@ channels. The sums of the plan (Σ xs², Σ xs, Σ dy, Σ dy·xs, from a first g
 that Σ xs corrects) are one sweep and ``dx = a·dy + b·xs + c`` another, each going over
 cache-sized blocks of the batch with a few vectorized NumPy calls (BLAS, ``np.vecdot`` or
 ``np.einsum`` for the sums) per block, so that only the first call reads a block from memory.
-The loop runs over blocks (a few dozen), never over elements. :func:`load` compiles the same
-source in-process.
+The loop runs over blocks (a few dozen), never over elements. Each public function checks its
+arguments and hands groups of at most ``GROUP`` channels to a ``_<name>_channels`` function that
+computes them end to end, so that per-channel values stay small however many channels there
+are. :func:`load` compiles the same source in-process.
 
 >>> from symbn.spec import LayerSpec
 >>> bn = load(LayerSpec())
@@ -120,13 +122,9 @@ def _keeps_xs(plan: Plan, exprs: list[sp.Expr], backend: str) -> bool:
     return backend == "numpy" and sums and _needs(exprs, XS(S.i))
 
 
-def _prelude(plan: Plan, backend: str, exprs: list[sp.Expr], per_channel: list[str],
-             out: str, with_dy: bool) -> list[str]:
-    """Checks, (P, C, Q) views, statistics, shift, sums, σ and r: all before the coefficients.
-
-    ``out`` names the result, allocated here.
-    """
-    lines = ["    x, axis, axes, shape, m = _layout(x, axis)"]
+def _checks(per_channel: list[str], out: str, with_dy: bool) -> list[str]:
+    """The public function's first lines: checks, (P, C, Q) views, the result ``out``."""
+    lines = ["    x, axis = _layout(x, axis)"]
     if with_dy:
         lines.append('    dy = _like_x("dy", dy, x)')
     lines.append("    eps = _eps(eps)")
@@ -136,9 +134,20 @@ def _prelude(plan: Plan, backend: str, exprs: list[sp.Expr], per_channel: list[s
     lines.append("    x3 = _channels(x, axis)")
     if with_dy:
         lines.append("    dy3 = _channels(dy, axis)")
-    lines += [f"    {out} = np.empty(x.shape, x.dtype)",
-              f"    {out}3 = {out}.reshape(x3.shape)",
-              "    blocks = _blocks(x3)"]
+    return [*lines, f"    {out} = np.empty(x.shape, x.dtype)",
+            f"    {out}3 = {out}.reshape(x3.shape)"]
+
+
+def _statistics_lines(plan: Plan, backend: str, exprs: list[sp.Expr], arrays: list[str],
+                      params: list[str], out: str) -> list[str]:
+    """A channel group's first lines: its views, shift, sums, statistics, σ and r.
+
+    ``arrays`` (the (P, C, Q) views) and ``params`` (per channel, taken in float64) are cut to
+    the group's channels ``k``; ``out`` names the result array.
+    """
+    lines = _wrap(f"{', '.join(arrays)} = {', '.join(f'{v}[:, k]' for v in arrays)}")
+    lines += [f"    {v} = {v}[:, k].astype(np.float64)" for v in params]
+    lines += ["    m = x3.shape[0] * x3.shape[2]", "    blocks = _blocks(x3)"]
     p = _printer(backend)
     center = plan.center.name
     g_sums = [s for s in SUMS if _needs(exprs, s)]
@@ -147,8 +156,7 @@ def _prelude(plan: Plan, backend: str, exprs: list[sp.Expr], per_channel: list[s
     if plan.delta is not None:  # batch statistics: the sweep corrects a first guess
         lines.append("    shift = _pilot(x3)")
     elif uses_xs:
-        lines.append(f"    shift = {center}.astype(x.dtype)")
-        lines.append(f"    delta = {center} - shift")
+        lines.append(f"    shift, delta = _running_shift(x3, {center}, k.start)")
     names = (["sum_xs_xs", "sum_xs"] if plan.variance is not None else []) + \
         [s.name for s in g_sums]
     if names:
@@ -158,7 +166,7 @@ def _prelude(plan: Plan, backend: str, exprs: list[sp.Expr], per_channel: list[s
                           *([] if plan.variance is not None else ["squares=False"]),
                           *([f"keep={out}3"] if _keeps_xs(plan, exprs, backend) else [])])
         if plan.delta is not None:
-            lines.append(f"    shift, ({', '.join(names)}) = _centred_sums({args})")
+            lines += _wrap(f"shift, ({', '.join(names)}) = _centred_sums({args}, first=k.start)")
         else:
             target = f"({names[0]},)" if len(names) == 1 else ", ".join(names)
             lines.append(f"    {target} = _sums({args})")
@@ -180,33 +188,53 @@ def _prelude(plan: Plan, backend: str, exprs: list[sp.Expr], per_channel: list[s
     return lines
 
 
+def _drop_unused(lines: list[str], names: tuple[str, ...] = ("m", "blocks")) -> list[str]:
+    """Drop the one-line assignments of ``names`` that nothing else in ``lines`` reads."""
+    for name in names:
+        head = f"    {name} = "
+        rest = "\n".join(line for line in lines if not line.startswith(head))
+        if re.search(rf"(?<![.\w]){name}\b", rest) is None:
+            lines = [line for line in lines if not line.startswith(head)]
+    return lines
+
+
+def _pair(name: str, args: list[str], out: str, params: list[str], doc: str,
+          public: list[str], results: list[str], body: list[str]) -> list[str]:
+    """The public function ``name`` and ``_<name>_channels``, which it calls per channel group.
+
+    ``public`` is the public function's signature and docstring; ``args`` are its (P, C, Q)
+    views, ``out`` its result, ``results`` what the group function returns (per channel, put
+    into arrays of x's dtype), ``body`` the group function's lines.
+    """
+    group = f"_{name}_channels"
+    views = [*args, f"{out}3", *params]
+    call = f"{group}(k, {', '.join([*views, 'eps'])})"
+    lines = [*public, *_checks(params, out, with_dy="dy3" in args)]
+    lines += [f"    {r} = np.empty(x3.shape[1], x.dtype)" for r in results]
+    lines += ["    for k in _groups(x3):",
+              *_wrap(f"{', '.join(f'{r}[k]' for r in results)} = {call}" if results else call,
+                     "        ")]
+    lines.append(f"    return {', '.join([out, *results])}")
+    return [*lines, "", "", f"def {group}(k, {', '.join([*views, 'eps'])}):",
+            f'    """{doc}"""', *_drop_unused(body)]
+
+
 def _forward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
     p = _printer(backend)
     spec = plan.spec
     coeffs = plan.forward
     names = [(FORWARD_NAMES[k], v) for k, v in sorted(coeffs.items(), key=_key)]
-    lines = [f"def forward({', '.join(['x', *params])}, *, eps=1e-5, axis=-1):",
-             f'    """The layer\'s output y, in the dtype of x ({_describe_y(spec)})."""']
     exprs = list(coeffs.values()) + list(coeffs)
-    lines += _prelude(plan, backend, exprs, params, "y", with_dy=False)
-    lines += _cse_lines(names, p)
-    lines += [f"    {n} = {n}.astype(x.dtype)" for n, _ in names]
+    body = _statistics_lines(plan, backend, exprs, ["x3", "y3"], params, "y")
+    body += _cse_lines(names, p)
+    body += [f"    {n} = {n}.astype(x3.dtype)" for n, _ in names]
     arrays = {"xs" if k == XS(S.i) else "": FORWARD_NAMES[k] for k in sorted(coeffs, key=_key)}
-    lines += _elementwise("y3", arrays, _keeps_xs(plan, exprs, backend))
-    lines.append("    return y")
-    return _unpack_used(lines)
-
-
-def _unpack_used(lines: list[str]) -> list[str]:
-    """Name the unused results of ``_layout`` ``_``; drop ``blocks`` if nothing reads it."""
-    cut = "    blocks = _blocks(x3)"
-    if not any("blocks" in line for line in lines if line != cut):
-        lines = [line for line in lines if line != cut]
-    head = "    x, axis, axes, shape, m = _layout(x, axis)"
-    body = "\n".join(line for line in lines if line != head)
-    names = [n if re.search(rf"(?<![.\w]){n}\b", body) else "_" for n in ("axes", "shape", "m")]
-    return [f"    x, axis, {', '.join(names)} = _layout(x, axis)" if line == head else line
-            for line in lines]
+    body += _elementwise("y3", arrays, _keeps_xs(plan, exprs, backend))
+    public = [f"def forward({', '.join(['x', *params])}, *, eps=1e-5, axis=-1):",
+              f'    """The layer\'s output y, in the dtype of x ({_describe_y(spec)})."""']
+    return _pair("forward", ["x3"], "y", params,
+                 "The forward pass for channels k (a slice) of x3, written into y3.",
+                 public, [], body)
 
 
 def _key(k: sp.Expr) -> int:
@@ -219,23 +247,23 @@ def _backward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
     named = [(COEFFICIENT_NAMES[k], v) for k, v in sorted(dx.items(), key=lambda kv: _key(kv[0]))]
     named += [(f"d{w}", e) for w, e in plan.backward.items() if w != "x"]
     exprs = [e for _, e in named] + list(dx)
-    ret = "dx" if len(named) == len(dx) else "dx, dgamma, dbeta"
-    lines = [f"def backward({', '.join(['dy', 'x', *params])}, *, eps=1e-5, axis=-1):",
-             f'    """Given dy = dL/dy, return {ret} (each in the dtype of x)."""']
-    lines += _prelude(plan, backend, exprs, params, "dx", with_dy=True)
+    results = [n for n, _ in named if n.startswith("d")]
+    body = _statistics_lines(plan, backend, exprs, ["dy3", "x3", "dx3"], params, "dx")
     p = _printer(backend)
-    lines += _cse_lines(named, p)
+    body += _cse_lines(named, p)
     # b stays float64 for _combine, which splits it when it is below x's dtype's range.
-    lines += [f"    {n} = {n}.astype(x.dtype)" for n, _ in named if n in "ac"]
+    body += [f"    {n} = {n}.astype(x3.dtype)" for n, _ in named if n in "ac"]
     arrays = {"dy" if k == G(S.i) else "xs" if k == XS(S.i) else "": COEFFICIENT_NAMES[k]
               for k in sorted(dx, key=_key)}
-    lines += _elementwise("dx3", arrays, _keeps_xs(plan, exprs, backend))
-    if ret == "dx":
-        lines.append("    return dx")
-    else:
-        lines += [f"    {n} = {n}.reshape(-1).astype(x.dtype)" for n in ("dgamma", "dbeta")]
-        lines.append(f"    return {ret}")
-    return _unpack_used(lines)
+    body += _elementwise("dx3", arrays, _keeps_xs(plan, exprs, backend))
+    if results:
+        body.append(f"    return {', '.join(f'{n}.reshape(-1)' for n in results)}")
+    ret = f"{', '.join(['dx', *results])} ({'each ' if results else ''}in the dtype of x)"
+    public = [f"def backward({', '.join(['dy', 'x', *params])}, *, eps=1e-5, axis=-1):",
+              f'    """Given dy = dL/dy, return {ret}."""']
+    doc = (f"The backward pass for channels k (a slice): dx into dx3"
+           f"{', ' + ' and '.join(results) + ' returned' if results else ''}.")
+    return _pair("backward", ["dy3", "x3"], "dx", params, doc, public, results, body)
 
 
 def _describe_y(spec: LayerSpec) -> str:
@@ -268,8 +296,9 @@ def _docstring(plan: Plan, backend: str) -> list[str]:
         f"Evaluated per channel as dx = a*dy + b*xs + c with xs = x - shift, {shift}; symbn "
         "proved this equal to the closed form for every m and every shift before printing it. "
         "Every sum accumulates in float64 (float32 blocks are copied to float64 first, so "
-        "products are exact). Passes go over blocks of about BLOCK_SIZE elements, a few NumPy "
-        "calls per block.", WIDTH - 4),
+        "products are exact). Channels go in groups of at most GROUP, each computed end to end; "
+        "passes go over blocks of about BLOCK_SIZE elements, a few NumPy calls per block.",
+        WIDTH - 4),
         "", "Signatures:",
         f"    forward({', '.join(['x', *_params(spec, True)])}, *, eps=1e-5, axis=-1) -> y",
         f"    backward({', '.join(['dy', 'x', *_params(spec, False)])}, *, eps=1e-5, axis=-1)"

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import tracemalloc
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -296,6 +297,87 @@ def test_bad_arguments_raise_value_errors_naming_shapes(generated):
     unbiased = compiled(generated(symbn.LayerSpec(variance="unbiased")))
     with pytest.raises(ValueError, match=r"\(1, 3\).*1 element.*unbiased"):
         unbiased["backward"](dy[:1], x[:1], gamma)
+
+
+def test_eval_mode_refuses_x_minus_running_mean_beyond_float32(generated, backend):
+    """Eval mode: x - running_mean past float32's range is a ValueError, not inf; else exact."""
+    ns = compiled(generated(symbn.LayerSpec(mode="eval"), backend))
+    x = np.float32([[3e38, 1.0, 2.0], [-3e38, 2.0, 4.0]])
+    dy, gamma, beta = np.ones_like(x), np.float32([1.0, 0.5, 1.0]), np.zeros(3, np.float32)
+    var = np.array([1e38, 1.0, 1.0])
+    for mean, k in (([0.0, -2e38, 0.0], None), ([-2e38, 0.0, 0.0], 0), ([0.0, 0.0, 1e39], 2)):
+        if k is None:  # no channel: -2e38 is far from x's 1 and 2 in channel 1
+            ns["forward"](x, gamma, beta, np.array(mean), var)
+            continue
+        message = rf"x - running_mean in channel {k} is beyond the range of float32 " \
+            r"\(running_mean\[\d\] = .*e\+3[89]\)"
+        with pytest.raises(ValueError, match=message):
+            ns["forward"](x, gamma, beta, np.array(mean), var)
+        with pytest.raises(ValueError, match=message):
+            ns["backward"](dy, x, gamma, np.array(mean), var)
+    # near the limit but within it, and non-finite means: exact where finite, NaN in their own
+    # channel only, and no warnings
+    mean = np.array([1e31, np.inf, np.nan])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = ns["forward"](x, gamma, beta, mean, var)
+        _, dgamma, _ = ns["backward"](dy, x, gamma, mean, var)
+    wide = (x.astype(np.float64)[:, 0] - 1e31) / np.sqrt(1e38 + 1e-5)
+    np.testing.assert_allclose(y[:, 0], wide, rtol=1e-7)
+    assert abs(dgamma[0] - wide.sum()) <= 1e-7 * np.abs(wide).sum()
+    assert np.isnan(y[:, 1:]).all() and np.isnan(dgamma[1:]).all()
+
+
+@pytest.mark.parametrize("spec", VARIANTS, ids=lambda s: s.describe())
+def test_channel_groups_give_the_results_of_one_group(spec, generated, backend):
+    """Cut into groups of 3 channels (GROUP = 3), forward and backward give what one group does."""
+    whole = compiled(generated(spec, backend))
+    cut = compiled(generated(spec, backend))
+    cut["GROUP"] = 3
+    assert [(k.start, k.stop) for k in cut["_groups"](np.empty((5, 7, 6)))] == \
+        [(0, 3), (3, 6), (6, 7)]
+    for shape, axis, dtype in (((5, 7, 3, 2), 1, np.float64), ((40, 7), -1, np.float32)):
+        dy, x, params, forward_params = inputs(spec, shape, axis, dtype, seed=12)
+        for name, args in (("forward", (x, *forward_params)), ("backward", (dy, x, *params))):
+            one, groups = whole[name](*args, axis=axis), cut[name](*args, axis=axis)
+            for a, b in zip(*(r if isinstance(r, tuple) else (r,) for r in (one, groups)),
+                            strict=True):
+                assert a.dtype == b.dtype == dtype
+                np.testing.assert_allclose(b, a, rtol=1e-6 if dtype == np.float32 else 1e-13,
+                                           atol=1e-6 if dtype == np.float32 else 1e-13)
+
+
+def test_errors_name_the_channel_counted_over_all_groups(generated):
+    """A spread or running-mean error in channel 5 says channel 5 when groups hold 2 channels."""
+    train = compiled(generated(symbn.LayerSpec()))
+    evaluation = compiled(generated(symbn.LayerSpec(mode="eval")))
+    train["GROUP"] = evaluation["GROUP"] = 2
+    x = np.ones((4, 7))
+    x[:, 5] = 1e160 * np.arange(4.0)
+    with pytest.raises(ValueError, match="x's channel 5 spreads too far"):
+        train["backward"](np.ones_like(x), x, np.ones(7))
+    x = np.ones((4, 7), np.float32)
+    x[0, 5] = -3e38
+    mean = np.zeros(7)
+    mean[5] = 2e38
+    with pytest.raises(ValueError, match=r"channel 5 .*\(running_mean\[5\] = 2e\+38\)"):
+        evaluation["forward"](x, np.ones(7), np.zeros(7), mean, np.ones(7))
+
+
+def test_peak_memory_with_two_elements_per_channel(generated, backend):
+    """m = 2 with 2^19 channels stays within 3 input sizes (whole-array per-channel values: 10)."""
+    for spec in (symbn.LayerSpec(), symbn.LayerSpec(mode="eval")):
+        ns = compiled(generated(spec, backend))
+        dy, x, params, _ = inputs(spec, (2, 1 << 19), -1, seed=10)
+        tracemalloc.start()
+        try:
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            ns["backward"](dy, x, *params)
+            peak = tracemalloc.get_traced_memory()[1] - base
+        finally:
+            tracemalloc.stop()
+        assert peak <= 3 * x.nbytes, (spec.describe(), peak / x.nbytes)
 
 
 def test_inputs_are_not_modified_and_axis_is_respected(generated, backend):
