@@ -41,8 +41,8 @@ TINY = {np.dtype(np.float32): np.finfo(np.float32).tiny / np.finfo(np.float32).e
         np.dtype(np.float64): np.finfo(np.float64).tiny / np.finfo(np.float64).eps}
 # spread of a channel (|x - mean|) beyond which x - mean (float32) or r**3 (float64) overflows
 SPREAD = {np.dtype(np.float32): float(np.finfo(np.float32).max), np.dtype(np.float64): 1e100}
-# x - shift cannot overflow where |shift| is below half a unit in the last place of the dtype's
-# largest number (2**128 - 2**104 in float32), as |x| is at most that number
+# x - shift (both in x's dtype) cannot overflow where |shift| is below half a unit in the last
+# place of the dtype's largest number (2**128 - 2**104 in float32), as |x| is at most that number
 SAFE_SHIFT = {np.dtype(np.float32): 2.0 ** 103, np.dtype(np.float64): 2.0 ** 970}
 
 
@@ -97,7 +97,10 @@ def _nonnegative(name, a):
 
 
 def _per_channel(name, a, x, axis):
-    """Check a per-channel parameter; return it shaped (1, C, 1) like a channel (a view)."""
+    """Check a per-channel parameter; return it shaped (1, C, 1) like a channel.
+
+    A view of it, unless it is wider than float64 (long double): then a float64 copy.
+    """
     a = np.asarray(a)
     if a.shape != (x.shape[axis],):
         raise ValueError(
@@ -105,6 +108,15 @@ def _per_channel(name, a, x, axis):
             f"of x of shape {x.shape} along axis={axis}")
     if a.dtype.kind != "f":
         raise ValueError(f"{name} has dtype {a.dtype}; expected a floating dtype")
+    if a.dtype.itemsize > 8:  # long double: the statistics are float64
+        with np.errstate(over="ignore"):
+            wide = a.astype(np.float64)
+        beyond = np.flatnonzero(np.isinf(wide) & np.isfinite(a))
+        if beyond.size:
+            k = int(beyond[0])
+            raise ValueError(f"{name}[{k}] = {a[k]!s} is beyond the range of float64, in which "
+                             "symbn computes; expected magnitudes below 1.8e308")
+        a = wide
     return a.reshape(1, -1, 1)
 
 
@@ -281,28 +293,30 @@ def _running_shift(x3, running_mean, first=0):
     """The shift of evaluation mode: running_mean in x's dtype, and delta = running_mean - shift.
 
     x - shift is formed in x's dtype. Only a channel with |shift| of at least SAFE_SHIFT can
-    make it overflow; those few channels are checked, and a ValueError names the first where
-    some |x - running_mean| is beyond the dtype's range (a float32 x with a running_mean of 2e38
-    and x of -2e38, or a running_mean beyond float32 itself), counted from ``first`` (that of
-    x3's first channel). An inf or NaN running_mean is let through, to give NaN in its channel.
+    make it overflow (a float32 x of -2e38 with a running_mean of 2e38, or a running_mean
+    beyond float32 itself). The blocks holding such channels are checked, and a ValueError
+    names the first channel (counted from ``first``, that of x3's first) where some
+    x - running_mean is beyond the dtype's range. An inf or NaN running_mean is let through,
+    to give NaN in its channel.
     """
     with np.errstate(over="ignore"):
         shift = running_mean.astype(x3.dtype)
-    mean = running_mean.reshape(-1)
-    near = np.flatnonzero((np.abs(mean) >= SAFE_SHIFT[x3.dtype]) & np.isfinite(mean))
-    if near.size:
-        xk = x3[:, near, :]
+    near = (np.abs(shift) >= SAFE_SHIFT[x3.dtype]) & np.isfinite(running_mean)
+    if near.any():
+        over = np.isinf(shift) & near
         with np.errstate(over="ignore", invalid="ignore"):
-            over = np.isinf(xk - shift[:, near, :]) & np.isfinite(xk)
-        over = over.any(axis=(0, 2)) | np.isinf(shift[0, near, 0])
+            for p, c, q in _blocks(x3):
+                if near[:, c].any():
+                    xb = x3[p, c, q]
+                    beyond = np.isinf(xb - shift[:, c]) & np.isfinite(xb)
+                    over[:, c] |= beyond.any(axis=(0, 2), keepdims=True) & near[:, c]
         if over.any():
-            j = int(near[np.argmax(over)])
-            k = first + j
+            j = int(np.argmax(over.reshape(-1)))
             raise ValueError(
-                f"x - running_mean in channel {k} is beyond the range of {x3.dtype} "
-                f"(running_mean[{k}] = {float(mean[j])!r}): expected "
-                f"|x - running_mean| below {float(np.finfo(x3.dtype).max):.1e}; scale the data "
-                "and the running statistics down")
+                f"x - running_mean in channel {first + j} is beyond the range of {x3.dtype} "
+                f"(running_mean[{first + j}] = {float(running_mean.reshape(-1)[j])!r}): "
+                f"expected |x - running_mean| below {float(np.finfo(x3.dtype).max):.1e}; scale "
+                "the data and the running statistics down")
     with np.errstate(invalid="ignore"):  # an infinite running_mean: NaN, to propagate
         delta = running_mean - shift
     return shift, delta

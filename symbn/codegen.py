@@ -204,10 +204,13 @@ def _pair(name: str, args: list[str], out: str, params: list[str], doc: str,
 
     ``public`` is the public function's signature and docstring; ``args`` are its (P, C, Q)
     views, ``out`` its result, ``results`` what the group function returns (per channel, put
-    into arrays of x's dtype), ``body`` the group function's lines.
+    into arrays of x's dtype), ``body`` the group function's lines. Parameters the group
+    function does not read are not passed (eval-mode dx without gamma needs no running_mean).
     """
     group = f"_{name}_channels"
-    views = [*args, f"{out}3", *params]
+    body = _drop_unused(body, ("m", "blocks", *params))
+    used = [v for v in params if f"    {v} = {v}[:, k].astype(np.float64)" in body]
+    views = [*args, f"{out}3", *used]
     call = f"{group}(k, {', '.join([*views, 'eps'])})"
     lines = [*public, *_checks(params, out, with_dy="dy3" in args)]
     lines += [f"    {r} = np.empty(x3.shape[1], x.dtype)" for r in results]
@@ -216,7 +219,7 @@ def _pair(name: str, args: list[str], out: str, params: list[str], doc: str,
                      "        ")]
     lines.append(f"    return {', '.join([out, *results])}")
     return [*lines, "", "", f"def {group}(k, {', '.join([*views, 'eps'])}):",
-            f'    """{doc}"""', *_drop_unused(body)]
+            f'    """{doc}"""', *body]
 
 
 def _forward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:

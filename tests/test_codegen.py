@@ -315,6 +315,10 @@ def test_eval_mode_refuses_x_minus_running_mean_beyond_float32(generated, backen
             ns["forward"](x, gamma, beta, np.array(mean), var)
         with pytest.raises(ValueError, match=message):
             ns["backward"](dy, x, gamma, np.array(mean), var)
+    # a mean below the limit of |running_mean| that rounds up to it in float32
+    edge = np.float32([[-np.finfo(np.float32).max, 1.0, 2.0], [0.0, 2.0, 4.0]])
+    with pytest.raises(ValueError, match="x - running_mean in channel 0 is beyond"):
+        ns["forward"](edge, gamma, beta, np.array([2.0**103 - 2.0**75, 0.0, 0.0]), var)
     # near the limit but within it, and non-finite means: exact where finite, NaN in their own
     # channel only, and no warnings
     mean = np.array([1e31, np.inf, np.nan])
@@ -326,6 +330,11 @@ def test_eval_mode_refuses_x_minus_running_mean_beyond_float32(generated, backen
     np.testing.assert_allclose(y[:, 0], wide, rtol=1e-7)
     assert abs(dgamma[0] - wide.sum()) <= 1e-7 * np.abs(wide).sum()
     assert np.isnan(y[:, 1:]).all() and np.isnan(dgamma[1:]).all()
+    huge = np.array([0.0, 0.0, np.longdouble("1e400")], dtype=np.longdouble)
+    if np.isfinite(huge[2]):  # where long double is wider than float64
+        with pytest.raises(ValueError, match=r"running_mean\[2\] = 1e\+400 is beyond the range "
+                           "of float64"):
+            ns["forward"](x, gamma, beta, huge, var)
 
 
 @pytest.mark.parametrize("spec", VARIANTS, ids=lambda s: s.describe())
@@ -336,7 +345,8 @@ def test_channel_groups_give_the_results_of_one_group(spec, generated, backend):
     cut["GROUP"] = 3
     assert [(k.start, k.stop) for k in cut["_groups"](np.empty((5, 7, 6)))] == \
         [(0, 3), (3, 6), (6, 7)]
-    for shape, axis, dtype in (((5, 7, 3, 2), 1, np.float64), ((40, 7), -1, np.float32)):
+    for shape, axis, dtype in (((5, 7, 3, 2), 1, np.float64), ((40, 7), -1, np.float32),
+                               ((2, 7, 5), 1, np.float64)):  # P < 4, Q > 1: numexpr's 3-D path
         dy, x, params, forward_params = inputs(spec, shape, axis, dtype, seed=12)
         for name, args in (("forward", (x, *forward_params)), ("backward", (dy, x, *params))):
             one, groups = whole[name](*args, axis=axis), cut[name](*args, axis=axis)
@@ -345,6 +355,19 @@ def test_channel_groups_give_the_results_of_one_group(spec, generated, backend):
                 assert a.dtype == b.dtype == dtype
                 np.testing.assert_allclose(b, a, rtol=1e-6 if dtype == np.float32 else 1e-13,
                                            atol=1e-6 if dtype == np.float32 else 1e-13)
+
+
+def test_default_groups_split_at_two_to_the_fifteen(generated, backend):
+    """2^15 + 1 channels make two groups, (0, 2^15) and (2^15, 2^15 + 1), as one group does."""
+    whole = compiled(generated(symbn.LayerSpec(), backend))
+    whole["GROUP"] = 1 << 16
+    cut = compiled(generated(symbn.LayerSpec(), backend))
+    dy, x, params, _ = inputs(symbn.LayerSpec(), (3, (1 << 15) + 1), -1, seed=13)
+    assert [(k.start, k.stop) for k in cut["_groups"](x.reshape(3, -1, 1))] == \
+        [(0, 1 << 15), (1 << 15, (1 << 15) + 1)]
+    for a, b in zip(whole["backward"](dy, x, *params), cut["backward"](dy, x, *params),
+                    strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-13)
 
 
 def test_errors_name_the_channel_counted_over_all_groups(generated):
