@@ -47,7 +47,6 @@ from symbn.numpy_printer import BatchNumPyPrinter
 from symbn.spec import LayerSpec
 
 BACKENDS: tuple[str, ...] = ("numpy", "numexpr")
-ARRAYS = {"g": "dy3", "x": "x3", "xs": "xs"}
 SUM_XS_XS = sp.Symbol("sum_xs_xs", real=True)
 SUM_XS = sp.Symbol("sum_xs", real=True)
 WIDTH = 99
@@ -55,8 +54,9 @@ COEFFICIENT_NAMES = {G(S.i): "a", XS(S.i): "b", sp.Integer(1): "c"}
 FORWARD_NAMES = {XS(S.i): "p", sp.Integer(1): "q"}
 
 
-def _printer(backend: str) -> BatchNumPyPrinter:
-    return BatchNumPyPrinter({"arrays": ARRAYS, "elementwise": backend, "axes": "(0, 2)"})
+def _printer() -> BatchNumPyPrinter:
+    """The printer of per-channel values: they name no array, so an element of one is an error."""
+    return BatchNumPyPrinter({"arrays": {}})
 
 
 def _wrap(line: str, indent: str = "    ") -> list[str]:
@@ -148,7 +148,7 @@ def _statistics_lines(plan: Plan, backend: str, exprs: list[sp.Expr], arrays: li
     lines = _wrap(f"{', '.join(arrays)} = {', '.join(f'{v}[:, k]' for v in arrays)}")
     lines += [f"    {v} = {v}[:, k].astype(np.float64)" for v in params]
     lines += ["    m = x3.shape[0] * x3.shape[2]", "    blocks = _blocks(x3)"]
-    p = _printer(backend)
+    p = _printer()
     center = plan.center.name
     g_sums = [s for s in SUMS if _needs(exprs, s)]
     uses_xs = (_needs(exprs, XS(S.i)) or bool(g_sums) or _needs(exprs, DELTA)
@@ -223,7 +223,7 @@ def _pair(name: str, args: list[str], out: str, params: list[str], doc: str,
 
 
 def _forward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
-    p = _printer(backend)
+    p = _printer()
     spec = plan.spec
     coeffs = plan.forward
     names = [(FORWARD_NAMES[k], v) for k, v in sorted(coeffs.items(), key=_key)]
@@ -252,7 +252,7 @@ def _backward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
     exprs = [e for _, e in named] + list(dx)
     results = [n for n, _ in named if n.startswith("d")]
     body = _statistics_lines(plan, backend, exprs, ["dy3", "x3", "dx3"], params, "dx")
-    p = _printer(backend)
+    p = _printer()
     body += _cse_lines(named, p)
     # b stays float64 for _combine, which splits it when it is below x's dtype's range.
     body += [f"    {n} = {n}.astype(x3.dtype)" for n, _ in named if n in "ac"]

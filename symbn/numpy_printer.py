@@ -39,17 +39,6 @@ class BatchNumPyPrinter(NumPyPrinter):
         The name of the variable that holds the tuple of reduced axes (default ``"axes"``).
     accumulate
         The dtype sums accumulate in (default ``"np.float64"``); empty for the array's own.
-    elementwise
-        ``"numpy"`` (default) or ``"numexpr"``: with numexpr, the body of a sum that is more than
-        one array is evaluated by ``ne.evaluate`` (one fused, multi-threaded pass) before the
-        reduction.
-    scratch
-        The name of an array of the input's shape and dtype that the body of a sum may be written
-        into (``out=``) instead of a fresh temporary; empty for none.
-    product_sum
-        The name of a function ``f(a, b, axes, scratch)`` that returns the keepdims sum of
-        ``a*b`` (e.g. by ``np.einsum``, without an input-sized temporary); used for sums of a
-        product of two arrays when set (before the numexpr rule).
 
     """
 
@@ -58,16 +47,7 @@ class BatchNumPyPrinter(NumPyPrinter):
         "arrays": {},
         "axes": "axes",
         "accumulate": "np.float64",
-        "elementwise": "numpy",
-        "scratch": "",
-        "product_sum": "",
     }
-
-    def __init__(self, settings: dict[str, Any] | None = None) -> None:
-        super().__init__(settings=settings)
-        mode = self._settings["elementwise"]
-        if mode not in ("numpy", "numexpr"):
-            raise OptionError.bad_value("elementwise", mode, ["numpy", "numexpr"])
 
     def _module_format(self, fqn: str, register: bool = True) -> str:
         """Write ``numpy.f`` as ``np.f``: generated modules ``import numpy as np``."""
@@ -92,18 +72,7 @@ class BatchNumPyPrinter(NumPyPrinter):
         (index, low, high), = expr.limits
         if index != S.j or low != 1 or high != S.m:
             raise OptionError.bad_value("limits", expr.limits, "sums run over (j, 1, m)")
-        body = expr.function
-        printed = self._print(body)
-        scratch = self._settings["scratch"]
-        if (helper := self._settings["product_sum"]) and (pair := _array_product(body)):
-            left, right = (self._print(f) for f in pair)
-            return f"{helper}({left}, {right}, {self._settings['axes']}, {scratch or None})"
-        if self._settings["elementwise"] == "numexpr" and not isinstance(body, sp.Function):
-            names = sorted({self._print(f) for f in body.atoms(sp.core.function.AppliedUndef)})
-            printed = numexpr_call(printed, names, scratch)
-        elif scratch and (pair := _array_product(body)):
-            left, right = (self._print(f) for f in pair)
-            printed = f"np.multiply({left}, {right}, out={scratch})"
+        printed = self._print(expr.function)
         dtype = self._settings["accumulate"]
         extra = f", dtype={dtype}" if dtype else ""
         return f"np.sum({printed}, axis={self._settings['axes']}, keepdims=True{extra})"
@@ -137,28 +106,6 @@ class BatchNumPyPrinter(NumPyPrinter):
     def _print_StrictGreaterThan(self, expr: sp.Expr) -> str:
         """``a > b`` as an operator, which numexpr and NumPy both read."""
         return f"{self._print(expr.lhs)} > {self._print(expr.rhs)}"
-
-
-def _array_product(body: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
-    """The two elements of ``f(j)*h(j)`` or ``f(j)**2``, else None."""
-    undef = sp.core.function.AppliedUndef
-    if isinstance(body, sp.Pow) and body.exp == 2 and isinstance(body.base, undef):
-        return body.base, body.base
-    if isinstance(body, sp.Mul) and len(body.args) == 2 and all(
-            isinstance(a, undef) for a in body.args):
-        return body.args[0], body.args[1]
-    return None
-
-
-def numexpr_call(expr: str, names: list[str], out: str = "") -> str:
-    """``ne.evaluate`` of ``expr`` with its arrays passed explicitly (no frame inspection).
-
-    >>> numexpr_call("dy*xs", ["dy", "xs"])
-    'ne.evaluate("dy*xs", local_dict={"dy": dy, "xs": xs})'
-    """
-    table = ", ".join(f'"{n}": {n}' for n in names)
-    target = f", out={out}" if out else ""
-    return f'ne.evaluate("{expr}", local_dict={{{table}}}{target})'
 
 
 def numpy_code(expr: sp.Expr, arrays: dict[str, str], **settings: Any) -> str:

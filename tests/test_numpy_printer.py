@@ -6,7 +6,7 @@ import symbn
 from symbn import symbols as S
 from symbn.errors import OptionError
 from symbn.evaluate import evaluate
-from symbn.numpy_printer import BatchNumPyPrinter, numexpr_call, numpy_code
+from symbn.numpy_printer import numpy_code
 
 g, x, xs, xhat = (S.element_function(n) for n in ("g", "x", "xs", "xhat"))
 ARRAYS = {"g": "dy", "x": "x", "xs": "xs", "xhat": "xhat"}
@@ -28,23 +28,6 @@ def test_accumulate_and_axes_names_are_settings():
     assert code == "np.sum(x, axis=red, keepdims=True)"
 
 
-def test_product_in_a_sum_writes_into_the_scratch_array():
-    """With a scratch array, Σ f·h multiplies into it instead of allocating a temporary."""
-    code = numpy_code(total(g(S.j) * xs(S.j)), ARRAYS, scratch="buf")
-    assert code.startswith("np.sum(np.multiply(")
-    assert "out=buf" in code
-    squared = numpy_code(total(xs(S.j) ** 2), ARRAYS, scratch="buf")
-    assert "np.multiply(xs, xs, out=buf)" in squared
-
-
-def test_numexpr_mode_passes_arrays_explicitly():
-    """In numexpr mode a sum's body is one ne.evaluate call with an explicit local_dict."""
-    code = numpy_code(total(g(S.j) * xs(S.j)), ARRAYS, elementwise="numexpr")
-    assert 'ne.evaluate("dy*xs", local_dict={"dy": dy, "xs": xs})' in code
-    assert numexpr_call("a + b", ["a", "b"], "out") == \
-        'ne.evaluate("a + b", local_dict={"a": a, "b": b}, out=out)'
-
-
 def test_unknown_element_function_is_an_error_not_a_loop():
     """An element function without a named array raises, naming it and the known ones."""
     with pytest.raises(OptionError, match=r"'y'.*known"):
@@ -55,12 +38,6 @@ def test_sum_with_other_limits_is_rejected():
     """Only sums over (j, 1, m) are batch reductions."""
     with pytest.raises(OptionError, match="limits"):
         numpy_code(sp.Sum(g(S.j), (S.j, 0, S.m)), ARRAYS)
-
-
-def test_bad_elementwise_setting_is_rejected():
-    """The elementwise backend is 'numpy' or 'numexpr'."""
-    with pytest.raises(OptionError, match="elementwise"):
-        BatchNumPyPrinter({"elementwise": "cupy"})
 
 
 def test_powers_and_piecewise_print_as_numpy():
@@ -92,11 +69,3 @@ def test_printed_closed_form_evaluates_like_mpmath():
     got = eval(code, {"np": np}, {"dy": dy, "xhat": xh, "axes": (0,), "m": m, **scalars})
     want = evaluate(d.closed_symbolic["x"], {"g": dy[:, 0], "xhat": xh[:, 0]}, scalars)
     np.testing.assert_allclose(got[:, 0], [float(v) for v in want], rtol=1e-13, atol=1e-14)
-
-
-def test_product_sum_helper_replaces_the_temporary():
-    """With product_sum set, Σ f·h is one call of that helper with the axes and scratch names."""
-    code = numpy_code(total(g(S.j) * xs(S.j)), ARRAYS, product_sum="_dot", scratch="buf",
-                      elementwise="numexpr")
-    assert code == "_dot(dy, xs, axes, buf)"
-    assert numpy_code(total(g(S.j)), ARRAYS, product_sum="_dot").startswith("np.sum(dy,")
