@@ -118,7 +118,7 @@ def _needs(exprs: list[sp.Expr], symbol: sp.Symbol) -> bool:
 
 def _keeps_xs(plan: Plan, exprs: list[sp.Expr], backend: str) -> bool:
     """Whether the sums leave xs in the result array for the elementwise pass to finish."""
-    sums = plan.variance is not None or any(_needs(exprs, s) for s in SUMS)
+    sums = plan.spec.uses_batch_statistics or any(_needs(exprs, s) for s in SUMS)
     return backend == "numpy" and sums and _needs(exprs, XS(S.i))
 
 
@@ -149,43 +149,42 @@ def _statistics_lines(plan: Plan, backend: str, exprs: list[sp.Expr], arrays: li
     lines += [f"    {v} = {v}[:, k].astype(np.float64)" for v in params]
     lines += ["    m = x3.shape[0] * x3.shape[2]", "    blocks = _blocks(x3)"]
     p = _printer()
-    center = plan.center.name
+    training = plan.spec.uses_batch_statistics  # the sums give the mean and the variance
     g_sums = [s for s in SUMS if _needs(exprs, s)]
-    uses_xs = (_needs(exprs, XS(S.i)) or bool(g_sums) or _needs(exprs, DELTA)
-               or plan.variance is not None)
-    if plan.delta is not None:  # batch statistics: the sweep corrects a first guess
-        lines.append("    shift = _pilot(x3)")
-    elif uses_xs:
-        lines.append(f"    shift, delta = _running_shift(x3, {center}, k.start)")
-    names = (["sum_xs_xs", "sum_xs"] if plan.variance is not None else []) + \
-        [s.name for s in g_sums]
-    if names:
-        if g_sums and len(g_sums) != len(SUMS):
-            raise AssertionError(f"the sums {g_sums} are computed together")
+    if g_sums and len(g_sums) != len(SUMS):
+        raise AssertionError(f"the sums {g_sums} are computed together")
+    if training:
+        names = ["sum_xs_xs", "sum_xs", *(s.name for s in g_sums)]
         args = ", ".join(["x3", "shift", "blocks", *(["dy3"] if g_sums else []),
-                          *([] if plan.variance is not None else ["squares=False"]),
                           *([f"keep={out}3"] if _keeps_xs(plan, exprs, backend) else [])])
-        if plan.delta is not None:
-            lines += _wrap(f"shift, ({', '.join(names)}) = _centred_sums({args}, first=k.start)")
-        else:
-            target = f"({names[0]},)" if len(names) == 1 else ", ".join(names)
-            lines.append(f"    {target} = _sums({args})")
-    if plan.delta is not None:
-        delta = plan.delta.xreplace({sp.Sum(XS(S.j), (S.j, 1, S.m)): SUM_XS})
-        if delta.atoms(sp.Sum):
-            raise AssertionError(f"delta {plan.delta} has other sums than of xs")
-        lines += _assign("delta", delta, p)
-    if plan.variance is not None:
-        variance = plan.variance.xreplace({sp.Sum(XS(S.j) ** 2, (S.j, 1, S.m)): SUM_XS_XS})
-        if variance.atoms(sp.Sum):
-            raise AssertionError(f"variance {plan.variance} has other sums than of xs**2")
-        lines += _assign("var", variance, p)
-        lines.append("    var = np.maximum(var, 0.0)  # rounding must not make it negative")
+        lines.append("    shift = _pilot(x3)")  # a first guess, which the sweep corrects
+        lines += _wrap(f"shift, ({', '.join(names)}) = _centred_sums({args}, first=k.start)")
+        lines += _training_statistics(plan, p)
+    else:
+        if _needs(exprs, XS(S.i)) or g_sums or _needs(exprs, DELTA):
+            lines.append(f"    shift, delta = _running_shift(x3, {plan.center.name}, k.start)")
+        if g_sums:
+            args = ", ".join(["x3", "shift", "blocks", "dy3", "squares=False",
+                              *([f"keep={out}3"] if _keeps_xs(plan, exprs, backend) else [])])
+            lines.append(f"    {', '.join(s.name for s in g_sums)} = _sums({args})")
     for symbol, value in plan.definitions:
         lines += _assign(symbol.name, value, p)
     if _needs(exprs, SIGMA_NZ):
         lines.append("    sigma_nz = np.where(sigma > 0, sigma, 1.0)  # sigma == 0: limit below")
     return lines
+
+
+def _training_statistics(plan: Plan, p: BatchNumPyPrinter) -> list[str]:
+    """``delta`` and ``var`` from the sums of xs (the plan's proven forms), var clipped at 0."""
+    if plan.delta is None or plan.variance is None:
+        raise AssertionError("a training plan has delta and variance")
+    delta = plan.delta.xreplace({sp.Sum(XS(S.j), (S.j, 1, S.m)): SUM_XS})
+    variance = plan.variance.xreplace({sp.Sum(XS(S.j) ** 2, (S.j, 1, S.m)): SUM_XS_XS})
+    if delta.atoms(sp.Sum) or variance.atoms(sp.Sum):
+        raise AssertionError(f"delta {plan.delta} or variance {plan.variance} has other sums "
+                             "than of xs and xs**2")
+    return [*_assign("delta", delta, p), *_assign("var", variance, p),
+            "    var = np.maximum(var, 0.0)  # rounding must not make it negative"]
 
 
 def _drop_unused(lines: list[str], names: tuple[str, ...] = ("m", "blocks")) -> list[str]:
