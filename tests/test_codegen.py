@@ -321,12 +321,12 @@ def test_eval_mode_refuses_x_minus_running_mean_beyond_float32(generated, backen
         ns["forward"](edge, gamma, beta, np.array([2.0**103 - 2.0**75, 0.0, 0.0]), var)
     # near the limit but within it, and non-finite means: exact where finite, NaN in their own
     # channel only, and no warnings
-    mean = np.array([1e31, np.inf, np.nan])
+    mean = np.array([2e31, np.inf, np.nan])  # 2e31 >= 2**103: checked, and within range
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         y = ns["forward"](x, gamma, beta, mean, var)
         _, dgamma, _ = ns["backward"](dy, x, gamma, mean, var)
-    wide = (x.astype(np.float64)[:, 0] - 1e31) / np.sqrt(1e38 + 1e-5)
+    wide = (x.astype(np.float64)[:, 0] - 2e31) / np.sqrt(1e38 + 1e-5)
     np.testing.assert_allclose(y[:, 0], wide, rtol=1e-7)
     assert abs(dgamma[0] - wide.sum()) <= 1e-7 * np.abs(wide).sum()
     assert np.isnan(y[:, 1:]).all() and np.isnan(dgamma[1:]).all()
@@ -370,28 +370,35 @@ def test_default_groups_split_at_two_to_the_fifteen(generated, backend):
         np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-13)
 
 
-def test_errors_name_the_channel_counted_over_all_groups(generated):
+def test_errors_name_the_channel_counted_over_all_groups(generated, backend):
     """A spread or running-mean error in channel 5 says channel 5 when groups hold 2 channels."""
-    train = compiled(generated(symbn.LayerSpec()))
-    evaluation = compiled(generated(symbn.LayerSpec(mode="eval")))
+    train = compiled(generated(symbn.LayerSpec(), backend))
+    evaluation = compiled(generated(symbn.LayerSpec(mode="eval"), backend))
     train["GROUP"] = evaluation["GROUP"] = 2
     x = np.ones((4, 7))
     x[:, 5] = 1e160 * np.arange(4.0)
-    with pytest.raises(ValueError, match="x's channel 5 spreads too far"):
-        train["backward"](np.ones_like(x), x, np.ones(7))
-    x = np.ones((4, 7), np.float32)
-    x[0, 5] = -3e38
+    ones = np.ones(7)
+    for call in (lambda: train["backward"](np.ones_like(x), x, ones),
+                 lambda: train["forward"](x, ones, ones)):
+        with pytest.raises(ValueError, match="x's channel 5 spreads too far"):
+            call()
+    x32 = np.ones((4, 7), np.float32)
+    x32[0, 5] = -3e38
     mean = np.zeros(7)
     mean[5] = 2e38
-    with pytest.raises(ValueError, match=r"channel 5 .*\(running_mean\[5\] = 2e\+38\)"):
-        evaluation["forward"](x, np.ones(7), np.zeros(7), mean, np.ones(7))
+    for call in (lambda: evaluation["forward"](x32, ones, ones, mean, ones),
+                 lambda: evaluation["backward"](np.ones_like(x32), x32, ones, mean, ones)):
+        with pytest.raises(ValueError, match=r"channel 5 .*\(running_mean\[5\] = 2e\+38\)"):
+            call()
 
 
-def test_peak_memory_with_two_elements_per_channel(generated, backend):
-    """m = 2 with 2^19 channels stays within 3 input sizes (whole-array per-channel values: 10)."""
+@pytest.mark.parametrize(("dtype", "channels"), [(np.float64, 1 << 19), (np.float32, 1 << 20)])
+def test_peak_memory_with_two_elements_per_channel(dtype, channels, generated, backend):
+    """m = 2 with 8 MB of input stays within 3 input sizes (whole-array per-channel values: 10
+    in float64, 17 in float32)."""
     for spec in (symbn.LayerSpec(), symbn.LayerSpec(mode="eval")):
         ns = compiled(generated(spec, backend))
-        dy, x, params, _ = inputs(spec, (2, 1 << 19), -1, seed=10)
+        dy, x, params, _ = inputs(spec, (2, channels), -1, dtype, seed=10)
         tracemalloc.start()
         try:
             tracemalloc.reset_peak()
@@ -548,7 +555,7 @@ def test_constant_float64_channels_whose_mean_rounds_are_exact(spec, value, m, g
     assert max(relative_errors(spec, got, ref).values()) <= 1e-12
 
 
-@pytest.mark.parametrize("row", [16, 17], ids=["sampled", "unsampled"])
+@pytest.mark.parametrize("row", [32, 17], ids=["sampled", "unsampled"])
 def test_inf_in_x_gives_nan_in_its_channel_only(row, generated, backend):
     """An inf in x, in an element the first guess at the mean reads or not, makes that
     channel's outputs NaN and leaves the other channel exact (it once raised a ValueError)."""
@@ -557,6 +564,8 @@ def test_inf_in_x_gives_nan_in_its_channel_only(row, generated, backend):
     rng = np.random.default_rng(23)
     x, dy = rng.standard_normal((4096, 2)), rng.standard_normal((4096, 2))
     x[row, 0] = np.inf
+    sampled = np.isinf(ns["_pilot"](x.reshape(4096, 2, 1))[0, 0, 0])
+    assert sampled == (row == 32)  # the premise: the first guess reads row 32, not row 17
     with np.errstate(invalid="ignore", over="ignore"):
         dx, dgamma, dbeta = ns["backward"](dy, x, np.ones(2))
         y = ns["forward"](x, np.ones(2), np.zeros(2))
