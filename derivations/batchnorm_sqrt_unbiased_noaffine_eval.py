@@ -118,11 +118,34 @@ def _per_channel(name, a, x, axis):
     return a.reshape(1, -1, 1)
 
 
-def _channels(a, axis):
-    """``a`` as a C-contiguous (P, C, Q) array, C = a.shape[axis] (a view when ``a`` allows)."""
-    a = np.ascontiguousarray(a)
-    q = a.reshape(*a.shape[: axis + 1], -1).shape[-1]
-    return a.reshape(-1, a.shape[axis], q)
+def _memory_order(x):
+    """The axes of x from outermost to innermost in memory, if x is contiguous in that order.
+
+    A C-ordered array gives (0, 1, ..., n - 1), a Fortran-ordered one the reverse, NCHW data
+    stored channels-last (as N, H, W, C) gives (0, 2, 3, 1). An array that is contiguous in no
+    order (a strided slice, a broadcast) gives the C order, and :func:`_channels` copies it.
+    """
+    order = tuple(sorted(range(x.ndim), key=lambda k: -x.strides[k]))
+    return order if x.transpose(order).flags.c_contiguous else tuple(range(x.ndim))
+
+
+def _channels(a, axis, order):
+    """``a`` as a C-contiguous (P, C, Q) array, C = a.shape[axis], its axes taken in ``order``.
+
+    The statistics reduce over every axis but the channels', in any order, so the axes before
+    the channel axis in memory make P and those after it Q. A view when ``a`` is contiguous in
+    ``order`` (see :func:`_memory_order`), else a copy laid out so.
+    """
+    a = np.ascontiguousarray(a.transpose(order))
+    k = order.index(axis)
+    q = a.reshape(*a.shape[: k + 1], -1).shape[-1]
+    return a.reshape(-1, a.shape[k], q)
+
+
+def _empty_like(x, order):
+    """An uninitialized array of x's shape and dtype, laid out in memory in ``order``."""
+    empty = np.empty(tuple(x.shape[k] for k in order), x.dtype)
+    return empty.transpose(np.argsort(order))
 
 
 def _groups(a3):
@@ -374,9 +397,10 @@ def forward(x, running_mean, running_var, *, eps=1e-5, axis=-1):
     running_mean = _per_channel("running_mean", running_mean, x, axis)
     running_var = _per_channel("running_var", running_var, x, axis)
     running_var = _nonnegative("running_var", running_var)
-    x3 = _channels(x, axis)
-    y = np.empty(x.shape, x.dtype)
-    y3 = y.reshape(x3.shape)
+    order = _memory_order(x)
+    x3 = _channels(x, axis, order)
+    y = _empty_like(x, order)
+    y3 = _channels(y, axis, order)
     for k in _groups(x3):
         _forward_channels(k, x3, y3, running_mean, running_var, eps)
     return y
@@ -405,10 +429,11 @@ def backward(dy, x, running_mean, running_var, *, eps=1e-5, axis=-1):
     running_mean = _per_channel("running_mean", running_mean, x, axis)
     running_var = _per_channel("running_var", running_var, x, axis)
     running_var = _nonnegative("running_var", running_var)
-    x3 = _channels(x, axis)
-    dy3 = _channels(dy, axis)
-    dx = np.empty(x.shape, x.dtype)
-    dx3 = dx.reshape(x3.shape)
+    order = _memory_order(x)
+    x3 = _channels(x, axis, order)
+    dy3 = _channels(dy, axis, order)
+    dx = _empty_like(x, order)
+    dx3 = _channels(dx, axis, order)
     for k in _groups(x3):
         _backward_channels(k, dy3, x3, dx3, running_var, eps)
     return dx

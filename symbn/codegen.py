@@ -123,7 +123,10 @@ def _keeps_xs(plan: Plan, exprs: list[sp.Expr], backend: str) -> bool:
 
 
 def _checks(per_channel: list[str], out: str, with_dy: bool) -> list[str]:
-    """The public function's first lines: checks, (P, C, Q) views, the result ``out``."""
+    """The public function's first lines: checks, (P, C, Q) views, the result ``out``.
+
+    The result is laid out in memory as x is, so that its (P, C, Q) view is a view.
+    """
     lines = ["    x, axis = _layout(x, axis)"]
     if with_dy:
         lines.append('    dy = _like_x("dy", dy, x)')
@@ -131,11 +134,11 @@ def _checks(per_channel: list[str], out: str, with_dy: bool) -> list[str]:
     lines += [f'    {n} = _per_channel("{n}", {n}, x, axis)' for n in per_channel]
     if "running_var" in per_channel:
         lines.append('    running_var = _nonnegative("running_var", running_var)')
-    lines.append("    x3 = _channels(x, axis)")
+    lines += ["    order = _memory_order(x)", "    x3 = _channels(x, axis, order)"]
     if with_dy:
-        lines.append("    dy3 = _channels(dy, axis)")
-    return [*lines, f"    {out} = np.empty(x.shape, x.dtype)",
-            f"    {out}3 = {out}.reshape(x3.shape)"]
+        lines.append("    dy3 = _channels(dy, axis, order)")
+    return [*lines, f"    {out} = _empty_like(x, order)",
+            f"    {out}3 = _channels({out}, axis, order)"]
 
 
 def _statistics_lines(plan: Plan, backend: str, exprs: list[sp.Expr], arrays: list[str],

@@ -424,6 +424,58 @@ def test_inputs_are_not_modified_and_axis_is_respected(generated, backend):
     np.testing.assert_allclose(last[1], dgamma, rtol=1e-12)
 
 
+@pytest.mark.parametrize("spec", [symbn.LayerSpec(), symbn.LayerSpec(
+    eps_placement="std", variance="unbiased", mode="eval")], ids=lambda s: s.describe())
+def test_every_memory_layout_gives_the_same_results_laid_out_like_x(spec, generated, backend):
+    """Fortran order, channels-last NCHW, dy in another layout, a strided slice: each gives the
+    C-order results, and y and dx are laid out in memory as x is when x is contiguous."""
+    ns = compiled(generated(spec, backend))
+    dy, x, params, forward_params = inputs(spec, (4, 3, 5, 6), 1, seed=14)
+    want = ns["backward"](dy, x, *params, axis=1), ns["forward"](x, *forward_params, axis=1)
+    last = np.ascontiguousarray(np.moveaxis(x, 1, -1))  # stored N, H, W, C
+    wide = np.zeros((4, 3, 5, 12))
+    wide[..., ::2] = x
+    layouts = {"fortran": (np.asfortranarray(x), np.asfortranarray(dy)),
+               "channels-last": (np.moveaxis(last, -1, 1), np.moveaxis(
+                   np.ascontiguousarray(np.moveaxis(dy, 1, -1)), -1, 1)),
+               "dy in C order": (np.moveaxis(last, -1, 1), dy),
+               "strided slice": (wide[..., ::2], dy)}
+    for name, (x_l, dy_l) in layouts.items():
+        assert np.array_equal(x_l, x) and np.array_equal(dy_l, dy), name
+        got = ns["backward"](dy_l, x_l, *params, axis=1), ns["forward"](x_l, *forward_params,
+                                                                        axis=1)
+        results = [*(got[0] if isinstance(got[0], tuple) else (got[0],)), got[1]]
+        wanted = [*(want[0] if isinstance(want[0], tuple) else (want[0],)), want[1]]
+        for a, b in zip(results, wanted, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13, err_msg=name)
+        order = ns["_memory_order"](x_l)
+        for out in (results[0], results[-1]):  # dx and y
+            assert out.transpose(order).flags.c_contiguous, name
+            if name != "strided slice":
+                assert np.argsort(out.strides).tolist() == np.argsort(x_l.strides).tolist(), name
+
+
+def test_channels_last_and_fortran_inputs_are_not_copied(generated, backend):
+    """NCHW stored channels-last or in Fortran order peaks as C order does (2 inputs more when
+    x and dy were copied to C order first)."""
+    ns = compiled(generated(symbn.LayerSpec(), backend))
+    rng = np.random.default_rng(15)
+    x = np.moveaxis(rng.standard_normal((8, 16, 16, 32)), -1, 1)  # channels-last, axis=1
+    dy = np.moveaxis(rng.standard_normal((8, 16, 16, 32)), -1, 1)
+    peaks = {}
+    for name, x_l, dy_l in (("C", np.ascontiguousarray(x), np.ascontiguousarray(dy)),
+                            ("channels-last", x, dy),
+                            ("Fortran", np.asfortranarray(x), np.asfortranarray(dy))):
+        tracemalloc.start()
+        try:
+            tracemalloc.reset_peak()
+            ns["backward"](dy_l, x_l, np.ones(32), axis=1)
+            peaks[name] = tracemalloc.get_traced_memory()[1] / x.nbytes
+        finally:
+            tracemalloc.stop()
+    assert max(peaks.values()) <= peaks["C"] + 0.1, peaks
+
+
 def test_peak_memory_is_at_most_three_input_sized_arrays(generated, backend):
     """tracemalloc's peak during backward (its result included) stays within 3 input sizes."""
     ns = compiled(generated(symbn.LayerSpec(), backend))
@@ -472,7 +524,7 @@ def test_results_do_not_depend_on_the_block_size(spec, generated, backend):
         big = ns["backward"](dy, x, *params, axis=axis), ns["forward"](x, *fparams, axis=axis)
         for size in (1, 5, 12):
             ns["BLOCK_SIZE"] = size
-            assert len(ns["_blocks"](ns["_channels"](x, axis % x.ndim))) > 4
+            assert len(ns["_blocks"](ns["_channels"](x, axis % x.ndim, tuple(range(x.ndim))))) > 4
             small = ns["backward"](dy, x, *params, axis=axis), ns["forward"](x, *fparams, axis=axis)
             for u, v in zip(np.atleast_1d(*big[:1]) if not spec.affine else big[0],
                             np.atleast_1d(*small[:1]) if not spec.affine else small[0],
