@@ -151,7 +151,7 @@ def _channels(a, axis, order):
 def _empty_like(x, order):
     """An uninitialized array of x's shape and dtype, laid out in memory in ``order``."""
     empty = np.empty(tuple(x.shape[k] for k in order), x.dtype)
-    return empty.transpose(np.argsort(order))
+    return empty if order == tuple(range(x.ndim)) else empty.transpose(np.argsort(order))
 
 
 def _groups(a3):

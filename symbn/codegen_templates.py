@@ -123,7 +123,7 @@ def _channels(a, axis, order):
 def _empty_like(x, order):
     """An uninitialized array of x's shape and dtype, laid out in memory in ``order``."""
     empty = np.empty(tuple(x.shape[k] for k in order), x.dtype)
-    return empty.transpose(np.argsort(order))
+    return empty if order == tuple(range(x.ndim)) else empty.transpose(np.argsort(order))
 
 
 def _groups(a3):
@@ -381,8 +381,11 @@ def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
     :func:`_split`); a term whose coefficient is None is left out; ``blocks`` is not used.
     numexpr reads a value broadcast along the middle axis at a fraction of its speed, so the
     arrays are read as (P, C·Q) rows and each per-channel value written out to one such row,
-    unless that row is more than a quarter of the array (P < 4 and Q > 1). The arrays are
-    C-contiguous (P, C, Q) arrays or a group of their channels, so the rows are views.
+    when Q > 1 only if a row is at most a sixteenth of the array (P >= 16), or at most a quarter
+    and no longer than a block (P >= 4, C·Q <= BLOCK_SIZE), so that the rows take little memory
+    (a Fortran-ordered (N, C, 4) array is (4, C, N) in memory: P = 4 and long rows). The
+    arrays are C-contiguous (P, C, Q) arrays or a group of their channels, so the rows are
+    views.
     """
     b, scale = (None, None) if b is None else _split(b, out3.dtype)
     values = {"a": a, "b": b, "c": c, "shift": shift, "s": scale}
@@ -393,7 +396,7 @@ def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
     values = {k: v for k, v in values.items() if v is not None}
     n_p, n_c, n_q = out3.shape
     out = out3
-    if n_q == 1 or n_p >= 4:
+    if n_q == 1 or n_p >= 16 or (n_p >= 4 and n_c * n_q <= BLOCK_SIZE):
         out = out3.reshape(n_p, n_c * n_q)
         arrays = {k: v.reshape(out.shape) for k, v in arrays.items()}
         values = {k: np.repeat(v, n_q, axis=2).reshape(1, -1) for k, v in values.items()}

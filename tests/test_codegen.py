@@ -474,6 +474,19 @@ def test_channels_last_and_fortran_inputs_are_not_copied(generated, backend):
         finally:
             tracemalloc.stop()
     assert max(peaks.values()) <= peaks["C"] + 0.1, peaks
+    # Fortran (N, C, 4) is (4, C, N) in memory: few rows of P, each of C·N elements; numexpr
+    # wrote each per-channel value out to such a row (a quarter of the array each: 2.0 inputs)
+    x = rng.standard_normal((1 << 15, 16, 4)).astype(np.float32)
+    peaks = {}
+    for name, x_l in (("C", x), ("Fortran", np.asfortranarray(x))):
+        tracemalloc.start()
+        try:
+            tracemalloc.reset_peak()
+            ns["backward"](x_l, x_l, np.ones(16, np.float32), axis=1)
+            peaks[name] = tracemalloc.get_traced_memory()[1] / x.nbytes
+        finally:
+            tracemalloc.stop()
+    assert peaks["Fortran"] <= peaks["C"] + 0.1, peaks
 
 
 def test_peak_memory_is_at_most_three_input_sized_arrays(generated, backend):
