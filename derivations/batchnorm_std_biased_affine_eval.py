@@ -23,7 +23,9 @@ per block.
 Signatures:
     forward(x, gamma, beta, running_mean, running_var, *, eps=1e-5, axis=-1) -> y
     backward(dy, x, gamma, running_mean, running_var, *, eps=1e-5, axis=-1) -> dx, dgamma, dbeta
-axis is the channel axis; statistics reduce over every other axis.
+axis is the channel axis; statistics reduce over every other axis. x may be laid out
+in memory in any order of its axes (C, Fortran, channels-last); y and dx come back laid
+out as x is.
 
 Generated code: regenerate with `symbn codegen` instead of editing.
 """

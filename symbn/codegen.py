@@ -308,7 +308,9 @@ def _docstring(plan: Plan, backend: str) -> list[str]:
         f"    forward({', '.join(['x', *_params(spec, True)])}, *, eps=1e-5, axis=-1) -> y",
         f"    backward({', '.join(['dy', 'x', *_params(spec, False)])}, *, eps=1e-5, axis=-1)"
         f" -> {'dx, dgamma, dbeta' if spec.affine else 'dx'}",
-        "axis is the channel axis; statistics reduce over every other axis.",
+        "axis is the channel axis; statistics reduce over every other axis. x may be laid out",
+        "in memory in any order of its axes (C, Fortran, channels-last); y and dx come back laid",
+        "out as x is.",
         "", "Generated code: regenerate with `symbn codegen` instead of editing."]
     return out
 
