@@ -42,14 +42,6 @@ BLOCK_SIZE = 1 << 18  # elements per block at most (found fastest on a 2-core VM
 ONE_BLOCK = 1 << 14  # elements: an array this small goes in one block (fewer NumPy calls)
 GROUP = 1 << 15  # channels at most in a group, computed end to end (see _groups)
 ROWS = 1 << 13  # rows of P per block at most: sums down P run in sequence (error ~ rows * eps)
-# below these a per-channel coefficient loses digits in the dtype (see _split)
-TINY = {np.dtype(np.float32): np.finfo(np.float32).tiny / np.finfo(np.float32).eps,
-        np.dtype(np.float64): np.finfo(np.float64).tiny / np.finfo(np.float64).eps}
-# spread of a channel (|x - mean|) beyond which x - mean (float32) or r**3 (float64) overflows
-SPREAD = {np.dtype(np.float32): float(np.finfo(np.float32).max), np.dtype(np.float64): 1e100}
-# x - shift (both in x's dtype) cannot overflow where |shift| is below half a unit in the last
-# place of the dtype's largest number (2**128 - 2**104 in float32), as |x| is at most that number
-SAFE_SHIFT = {np.dtype(np.float32): 2.0 ** 103, np.dtype(np.float64): 2.0 ** 970}
 
 
 def _layout(x, axis):
@@ -185,6 +177,16 @@ def _blocks(a3):
     pb = max(1, min(size // (qb * cb), ROWS))
     return [(slice(p, p + pb), slice(c, c + cb), slice(q, q + qb))
             for p in range(0, n_p, pb) for c in range(0, n_c, cb) for q in range(0, n_q, qb)]
+
+
+# below these a per-channel coefficient loses digits in the dtype (see _split)
+TINY = {np.dtype(np.float32): np.finfo(np.float32).tiny / np.finfo(np.float32).eps,
+        np.dtype(np.float64): np.finfo(np.float64).tiny / np.finfo(np.float64).eps}
+# spread of a channel (|x - mean|) beyond which x - mean (float32) or r**3 (float64) overflows
+SPREAD = {np.dtype(np.float32): float(np.finfo(np.float32).max), np.dtype(np.float64): 1e100}
+# x - shift (both in x's dtype) cannot overflow where |shift| is below half a unit in the last
+# place of the dtype's largest number (2**128 - 2**104 in float32), as |x| is at most that number
+SAFE_SHIFT = {np.dtype(np.float32): 2.0 ** 103, np.dtype(np.float64): 2.0 ** 970}
 
 
 def _block_sum(a, b=None):

@@ -32,6 +32,7 @@ import sympy as sp
 
 import symbn
 from symbn import symbols as S
+from symbn.codegen_passes import passes_source
 from symbn.codegen_plan import (
     DELTA,
     SIGMA_NZ,
@@ -350,7 +351,8 @@ def generate_module(spec: LayerSpec, backend: str = "numpy") -> str:
         else ["import numpy as np"]
     parts = ['"""' + doc[0], *doc[1:], '"""', "", *imports, "",
              '__all__ = ["backward", "forward"]', "",
-             layout_source(2 if unbiased else 1, reason, backend).rstrip("\n"), "", "",
+             layout_source(2 if unbiased else 1, reason).rstrip("\n"), "", "",
+             passes_source(backend).strip("\n"), "", "",
              *_forward_source(plan, backend, _params(spec, True)), "", "",
              *_backward_source(plan, backend, _params(spec, False))]
     return "\n".join(line.rstrip() for line in parts) + "\n"

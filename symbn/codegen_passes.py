@@ -1,0 +1,272 @@
+"""The fixed parts of a generated module: the passes over the data.
+
+Text copied verbatim into the module :mod:`symbn.codegen` writes, after the helpers of
+:mod:`symbn.codegen_templates`: the per-block sums, the first guess at the mean and its
+correction, the shift of evaluation mode, and the elementwise pass of each backend.
+"""
+
+from __future__ import annotations
+
+SWEEPS = '''
+# below these a per-channel coefficient loses digits in the dtype (see _split)
+TINY = {np.dtype(np.float32): np.finfo(np.float32).tiny / np.finfo(np.float32).eps,
+        np.dtype(np.float64): np.finfo(np.float64).tiny / np.finfo(np.float64).eps}
+# spread of a channel (|x - mean|) beyond which x - mean (float32) or r**3 (float64) overflows
+SPREAD = {np.dtype(np.float32): float(np.finfo(np.float32).max), np.dtype(np.float64): 1e100}
+# x - shift (both in x's dtype) cannot overflow where |shift| is below half a unit in the last
+# place of the dtype's largest number (2**128 - 2**104 in float32), as |x| is at most that number
+SAFE_SHIFT = {np.dtype(np.float32): 2.0 ** 103, np.dtype(np.float64): 2.0 ** 970}
+
+
+def _block_sum(a, b=None):
+    """Σ a (or Σ a·b) over one float64 (p, c, q) block, per channel.
+
+    Σ a is a BLAS product with ones over the rows of a (P, C) block, else np.add.reduce, which
+    sums a contiguous run pairwise. Σ a·b is np.vecdot where the layout allows, else einsum.
+    """
+    if b is None:
+        if a.shape[2] == 1 and a.shape[1] > 1:
+            return np.ones(a.shape[0], a.dtype) @ a[:, :, 0]
+        return np.add.reduce(a, axis=(0, 2))
+    if a.shape[2] == 1:
+        return np.einsum("pc,pc->c", a[:, :, 0], b[:, :, 0])
+    if a.shape[0] == 1:
+        return np.vecdot(a[0], b[0])
+    return np.einsum("pcq,pcq->c", a, b)
+
+
+def _by_block(v, blocks, a3):
+    """Per-channel ``v``, shaped (1, C, 1), cut to each block's channels.
+
+    When every block holds the same channels and there are at least four blocks, ``v`` is
+    written out to a whole block (at most a quarter of the array) instead of broadcast: NumPy
+    reads a broadcast operand at about half the speed of a plain one.
+    """
+    if v is None:
+        return [None] * len(blocks)
+    p0, c0, q0 = blocks[0]
+    if len(blocks) < 4 or any(c != c0 for _, c, _ in blocks):
+        return [v[:, c] for _, c, _ in blocks]
+    whole = np.ascontiguousarray(np.broadcast_to(v[:, c0], a3[p0, c0, q0].shape))
+    return [whole[: a3[p, c0, q].shape[0], :, : a3[p, c0, q].shape[2]] for p, _, q in blocks]
+
+
+def _sums(x3, shift, blocks, dy3=None, squares=True, keep=None):
+    """Per-channel Σ xs² and Σ xs (if ``squares``), Σ dy and Σ dy·xs (given dy); xs = x - shift.
+
+    Each is float64, shaped (1, C, 1), from one sweep over the blocks, xs formed block by block
+    in scratch space. Every sum accumulates in float64: float32 blocks of xs and dy are copied
+    to float64 first, so that their products are exact and no block's sum can overflow (dy and
+    x near 1e37) or drift (a float32 sum of dy = 0.1 down 2^17 rows was off by 6e-4). Σ xs
+    says how far the mean is from the shift. Given ``keep`` (an array like x3), xs is left
+    there for :func:`_combine`.
+    """
+    n_c = x3.shape[1]
+    totals = np.zeros((4, n_c))
+    size = x3[blocks[0]].size
+    narrow = x3.dtype != np.float64
+    xs_space = np.empty(size, x3.dtype) if keep is None else None
+    xs_wide_space = np.empty(size) if narrow else None
+    dy_wide_space = np.empty(size) if narrow and dy3 is not None else None
+    for (p, c, q), centre in zip(blocks, _by_block(shift, blocks, x3), strict=True):
+        xb = x3[p, c, q]
+        xs = xs_space[: xb.size].reshape(xb.shape) if keep is None else keep[p, c, q]
+        np.subtract(xb, centre, out=xs)
+        if narrow:
+            xs_wide = xs_wide_space[: xb.size].reshape(xb.shape)
+            np.copyto(xs_wide, xs)
+            xs = xs_wide
+        if squares:
+            totals[0, c] += _block_sum(xs, xs)
+            totals[1, c] += _block_sum(xs)
+        if dy3 is not None:
+            g = dy3[p, c, q]
+            if narrow:
+                g_wide = dy_wide_space[: xb.size].reshape(xb.shape)
+                np.copyto(g_wide, g)
+                g = g_wide
+            totals[2, c] += _block_sum(g)
+            totals[3, c] += _block_sum(g, xs)
+    wanted = ([0, 1] if squares else []) + ([2, 3] if dy3 is not None else [])
+    return tuple(totals[k].reshape(1, n_c, 1) for k in wanted)
+
+
+def _pilot(x3):
+    """A first guess at each channel's mean, in x's dtype, for the shift.
+
+    The mean of about 128 elements per channel, spread over the batch: evenly spaced rows of
+    P, and evenly spaced elements of each (16 of them, or more when P is short), summed in x's
+    dtype. It costs a small fraction of a pass; its error (σ/11 for independent data) is far
+    below the σ/√3 at which :func:`_centred_sums` sweeps again, and that function corrects it
+    exactly (and takes the mean itself where a float32 sum of the sample overflowed).
+    """
+    n_p, _, n_q = x3.shape
+    per_row = min(n_q, max(16, 128 // n_p))
+    step_q = max(1, n_q // per_row)
+    step_p = max(1, n_p // max(1, 128 // per_row))
+    sample = x3[::step_p, :, ::step_q]
+    with np.errstate(over="ignore"):
+        total = np.add.reduce(sample, axis=(0, 2), keepdims=True)
+    return total / x3.dtype.type(sample.shape[0] * sample.shape[2])
+
+
+def _centred_sums(x3, shift, blocks, dy3=None, keep=None, first=0):
+    """:func:`_sums` with Σ xs² and Σ xs, and the shift they are taken from.
+
+    δ = Σ xs/m is how far the mean lies from the shift, exactly. In a channel where |δ| is more
+    than σ/√3, the variance (Σ xs² − m·δ²)/m would lose digits, and so would Σ dy·xs − δ·Σ dy:
+    the guess was poor (sorted or padded data), or the channel is (nearly) constant. The array
+    is then swept again, and those channels take the sums from the corrected mean, shift + δ,
+    which is within a unit in the last place of the mean; a constant channel's xs are then
+    exact and its variance exactly 0. Where the first sums are not finite (x − shift beyond the
+    range of x's dtype, or inf or NaN in x) the mean itself, from a pass of its own, is the new
+    shift, so that inf and NaN give NaN there and only there. A ValueError names a channel
+    (counted from ``first``, that of x3's first) whose spread is beyond the dtype's range.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # a poor guess: detected, summed again
+        sums = _sums(x3, shift, blocks, dy3, keep=keep)
+    sum_xs_xs, sum_xs = sums[:2]
+    m = x3.shape[0] * x3.shape[2]
+    delta = sum_xs / m
+    lost = ~np.isfinite(sum_xs_xs)
+    far = lost | (delta * delta > 0.25 * sum_xs_xs / m)  # |δ| > σ/√3
+    if far.any():
+        with np.errstate(invalid="ignore"):  # an infinite guess: replaced by the mean below
+            centre = shift + delta
+        if lost.any():
+            mean = np.sum(x3, axis=(0, 2), keepdims=True, dtype=np.float64) / m
+            centre = np.where(lost, mean, centre)
+        moved = np.where(far, centre, shift).astype(shift.dtype)
+        with np.errstate(over="ignore"):  # still beyond float32: the ValueError below says so
+            again = _sums(x3, moved, blocks, dy3, keep=keep)
+        shift = moved
+        sums = tuple(np.where(far, b, a) for a, b in zip(sums, again, strict=True))
+    wide = np.flatnonzero(np.isfinite(shift) & ~(sums[0] / m <= SPREAD[x3.dtype] ** 2))
+    if wide.size:
+        raise ValueError(
+            f"x's channel {first + int(wide[0])} spreads too far from its mean for {x3.dtype}: "
+            f"expected |x - mean| below about {SPREAD[x3.dtype]:.1e}; scale the data down")
+    return shift, sums
+
+
+def _running_shift(x3, running_mean, first=0):
+    """The shift of evaluation mode: running_mean in x's dtype, and delta = running_mean - shift.
+
+    x - shift is formed in x's dtype. Only a channel with |shift| of at least SAFE_SHIFT can
+    make it overflow (a float32 x of -2e38 with a running_mean of 2e38, or a running_mean
+    beyond float32 itself). The blocks holding such channels are checked, and a ValueError
+    names the first channel (counted from ``first``, that of x3's first) where some
+    x - running_mean is beyond the dtype's range. An inf or NaN running_mean is let through,
+    to give NaN in its channel.
+    """
+    with np.errstate(over="ignore"):
+        shift = running_mean.astype(x3.dtype)
+    near = (np.abs(shift) >= SAFE_SHIFT[x3.dtype]) & np.isfinite(running_mean)
+    if near.any():
+        over = np.isinf(shift) & near
+        with np.errstate(over="ignore", invalid="ignore"):
+            for p, c, q in _blocks(x3):
+                if near[:, c].any():
+                    xb = x3[p, c, q]
+                    beyond = np.isinf(xb - shift[:, c]) & np.isfinite(xb)
+                    over[:, c] |= beyond.any(axis=(0, 2), keepdims=True) & near[:, c]
+        if over.any():
+            j = int(np.argmax(over.reshape(-1)))
+            raise ValueError(
+                f"x - running_mean in channel {first + j} is beyond the range of {x3.dtype} "
+                f"(running_mean[{first + j}] = {float(running_mean.reshape(-1)[j])!r}): "
+                f"expected |x - running_mean| below {float(np.finfo(x3.dtype).max):.1e}; scale "
+                "the data and the running statistics down")
+    with np.errstate(invalid="ignore"):  # an infinite running_mean: NaN, to propagate
+        delta = running_mean - shift
+    return shift, delta
+
+
+def _split(b, dtype):
+    """``b`` (float64, per channel) as ``b2 * 2**-e`` with both factors representable in dtype.
+
+    b·xs may be an ordinary float32 number while b alone is below float32's range (|x| ~ 1e37
+    gives b ~ r³·Σ(dy·xs) ~ 1e-73): then xs is scaled down by a power of two (exact) and b up by
+    the same. Returns (b2, None) when b fits as it is.
+    """
+    small = np.abs(b) < TINY[np.dtype(dtype)]
+    small &= b != 0
+    if not small.any():
+        return b.astype(dtype), None
+    _, exponent = np.frexp(np.where(small, b, 1.0))
+    e = np.where(small, -exponent // 2, 0)
+    return np.ldexp(b, e).astype(dtype), np.ldexp(np.ones_like(b), -e).astype(dtype)
+'''
+
+
+# The elementwise pass, one per backend, called the same way.
+COMBINE = {
+    "numpy": '''
+
+def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
+    """Write a·dy + b·xs + c into out3, block by block.
+
+    xs is x3 - shift or, without x3, what out3 already holds (left there by :func:`_sums`).
+    a and c are per channel, in the dtype of x; b is per channel in float64 (see
+    :func:`_split`); a term whose coefficient is None is left out.
+    """
+    both = a is not None and b is not None
+    scratch = np.empty(out3[blocks[0]].size, out3.dtype) if both else None
+    b, scale = (None, None) if b is None else _split(b, out3.dtype)
+    scales = _by_block(scale, blocks, out3)
+    per_block = zip(blocks, *(_by_block(v, blocks, out3) for v in (a, shift, b, c)), scales,
+                    strict=True)
+    for (p, k, q), a_k, shift_k, b_k, c_k, s_k in per_block:
+        out = out3[p, k, q]
+        if b is not None:
+            if x3 is not None:
+                np.subtract(x3[p, k, q], shift_k, out=out)
+            if s_k is not None:
+                out *= s_k
+            out *= b_k
+        if a is not None:
+            term = out if b is None else scratch[: out.size].reshape(out.shape)
+            np.multiply(dy3[p, k, q], a_k, out=term)
+            if b is not None:
+                out += term
+        if c is not None:
+            out += c_k
+    return out3
+''',
+    "numexpr": '''
+
+def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
+    """Write a·dy + b·(x3 - shift) + c into out3 in one multi-threaded numexpr pass.
+
+    a and c are per channel, in the dtype of x; b is per channel in float64 (see
+    :func:`_split`); a term whose coefficient is None is left out; ``blocks`` is not used.
+    numexpr reads a value broadcast along the middle axis at a fraction of its speed, so the
+    arrays are read as (P, C·Q) rows and each per-channel value written out to one such row,
+    when Q > 1 only if a row is at most a sixteenth of the array (P >= 16), or at most a quarter
+    and no longer than a block (P >= 4, C·Q <= BLOCK_SIZE), so that the rows take little memory
+    (a Fortran-ordered (N, C, 4) array is (4, C, N) in memory: P = 4 and long rows). The
+    arrays are C-contiguous (P, C, Q) arrays or a group of their channels, so the rows are
+    views.
+    """
+    b, scale = (None, None) if b is None else _split(b, out3.dtype)
+    values = {"a": a, "b": b, "c": c, "shift": shift, "s": scale}
+    terms = {"a": "a*dy", "b": "b*(x - shift)" if scale is None else "b*((x - shift)*s)",
+             "c": "c"}
+    expression = " + ".join(t for k, t in terms.items() if values[k] is not None)
+    arrays = {k: v for k, v in {"dy": dy3, "x": x3}.items() if v is not None}
+    values = {k: v for k, v in values.items() if v is not None}
+    n_p, n_c, n_q = out3.shape
+    out = out3
+    if n_q == 1 or n_p >= 16 or (n_p >= 4 and n_c * n_q <= BLOCK_SIZE):
+        out = out3.reshape(n_p, n_c * n_q)
+        arrays = {k: v.reshape(out.shape) for k, v in arrays.items()}
+        values = {k: np.repeat(v, n_q, axis=2).reshape(1, -1) for k, v in values.items()}
+    ne.evaluate(expression, local_dict={**arrays, **values}, out=out)
+    return out3
+''',
+}
+
+
+def passes_source(backend: str = "numpy") -> str:
+    """The sums and shifts, then the elementwise pass of ``backend``."""
+    return SWEEPS.rstrip("\n") + "\n" + COMBINE[backend]
