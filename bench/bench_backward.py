@@ -122,7 +122,8 @@ def torch_backward(dy, x, gamma, eps=EPS):
 def numexpr_pass(module, dy, x, axis, out):
     """A closure making the numexpr backend's fused pass out = a*dy + b*(x - shift) + c alone."""
     axis %= x.ndim
-    x3, dy3, out3 = (module._channels(v, axis) for v in (x, dy, out))
+    order = module._memory_order(x)
+    x3, dy3, out3 = (module._channels(v, axis, order) for v in (x, dy, out))
     shape = (1, x.shape[axis], 1)
     a, shift, c = (np.full(shape, v, x.dtype) for v in (1.1, 0.2, -0.1))
     b = np.full(shape, 0.3)  # float64, as the backend gets it
@@ -142,7 +143,9 @@ def torch_one_thread_time(fn: Callable[[], object], repeats: int) -> float:
         torch.set_num_threads(default)
 
 
-def speed_table(backends: list[str], repeats: int) -> list[str]:
+def speed_table(backends: list[str], repeats: int,
+                shapes: tuple[tuple[tuple[int, ...], int], ...] = SHAPES) -> list[str]:
+    """The speed table's rows (Markdown), one per dtype and shape in ``shapes``."""
     spec = symbn.LayerSpec()
     modules = {b: load(spec, b) for b in backends}
     head = ["dtype", "shape (axis)", "bound ms", "torch / bound", "torch 1t / bound",
@@ -151,7 +154,7 @@ def speed_table(backends: list[str], repeats: int) -> list[str]:
         head += [f"{b} ms", "vs textbook", "vs torch", "vs torch 1t", "/ bound", "peak mem"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for dtype in (np.float32, np.float64):
-        for shape, axis in SHAPES:
+        for shape, axis in shapes:
             rng = np.random.default_rng(0)
             x = rng.standard_normal(shape).astype(dtype)
             dy = rng.standard_normal(shape).astype(dtype)

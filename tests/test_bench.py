@@ -1,0 +1,46 @@
+"""The benchmark script runs against the generated modules as they are now (a smoke run on tiny
+shapes), and its numexpr pass computes what it says."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import symbn
+from symbn.codegen import load
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_backward.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_backward", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_speed_table_runs_on_small_shapes(bench):
+    """Two small shapes, one repeat: a row per dtype and shape, every cell filled."""
+    backends = ["numpy"] + (["numexpr"] if bench.numexpr is not None else [])
+    rows = bench.speed_table(backends, 1, shapes=(((64, 8), -1), ((4, 3, 5, 5), 1)))
+    head, body = rows[0].strip("| ").split(" | "), rows[2:]
+    assert len(body) == 4
+    for row in body:
+        cells = row.strip("| ").split(" | ")
+        assert len(cells) == len(head)
+        numbers = [c.rstrip("x") for c in cells[2:] if c != "n/a"]
+        assert all(float(c) > 0 for c in numbers), row
+
+
+@pytest.mark.parametrize("shape, axis", [((6, 4), -1), ((3, 4, 5, 2), 1)])
+def test_numexpr_pass_computes_a_dy_plus_b_xs_plus_c(bench, shape, axis):
+    """The timed numexpr pass writes 1.1*dy + 0.3*(x - 0.2) - 0.1 into its output."""
+    pytest.importorskip("numexpr")
+    module = load(symbn.LayerSpec(), "numexpr")
+    rng = np.random.default_rng(0)
+    x, dy = rng.standard_normal(shape), rng.standard_normal(shape)
+    out = np.empty_like(x)
+    bench.numexpr_pass(module, dy, x, axis, out)()
+    np.testing.assert_allclose(out, 1.1 * dy + 0.3 * (x - 0.2) - 0.1, rtol=1e-14)
