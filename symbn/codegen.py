@@ -1,17 +1,19 @@
 """Standalone NumPy modules for a layer's forward and backward pass, printed from the proof.
 
-:func:`generate_module` takes the per-channel plan of :mod:`symbn.codegen_plan` (the closed
-form rewritten as ``dx = a·dy + b·xs + c`` and proven equal to it), shares common
-subexpressions of the per-channel coefficients (``sympy.cse``) and prints them through
-:class:`~symbn.numpy_printer.BatchNumPyPrinter`. The data is seen as a (P, C, Q) array, C the
-channels. The sums of the plan (Σ xs², Σ xs, Σ dy, Σ dy·xs, from a first guess at the mean
-that Σ xs corrects) are one sweep and ``dx = a·dy + b·xs + c`` another, each going over
-cache-sized blocks of the batch with a few vectorized NumPy calls (BLAS, ``np.vecdot`` or
-``np.einsum`` for the sums) per block, so that only the first call reads a block from memory.
-The loop runs over blocks (a few dozen), never over elements. Each public function checks its
-arguments and hands groups of at most ``GROUP`` channels to a ``_<name>_channels`` function that
-computes them end to end, so that per-channel values stay small however many channels there
-are. :func:`load` compiles the same source in-process.
+:func:`generate_module` takes the per-channel plan of :mod:`symbn.codegen_plan` (the closed form
+rewritten as ``dx = a·dy + b·xs + c`` and proven equal to it), shares common subexpressions of the
+per-channel coefficients (``sympy.cse``) and prints them through
+:class:`~symbn.numpy_printer.BatchNumPyPrinter`. The data is seen, with its axes in memory order
+(so C, Fortran and channels-last arrays are read in place), as a (P, C, Q) array, C the channels.
+The fixed helpers around the printed code are the text of :mod:`symbn.codegen_templates` (checks,
+layout, blocks) and :mod:`symbn.codegen_passes` (the sums and the elementwise pass). The sums of
+the plan (Σ xs², Σ xs, Σ dy, Σ dy·xs, from a first guess at the mean that Σ xs corrects) are one
+sweep and ``dx = a·dy + b·xs + c`` another, each going over cache-sized blocks of the batch with a
+few vectorized NumPy calls (BLAS, ``np.vecdot`` or ``np.einsum`` for the sums) per block, so that
+only the first call reads a block from memory. The loop runs over blocks (a few dozen), never over
+elements. Each public function checks its arguments and hands groups of at most ``GROUP`` channels
+to a ``_<name>_channels`` function that computes them end to end, so that per-channel values stay
+small however many channels there are. :func:`load` compiles the same source in-process.
 
 >>> from symbn.spec import LayerSpec
 >>> bn = load(LayerSpec())
