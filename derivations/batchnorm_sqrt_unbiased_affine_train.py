@@ -317,14 +317,14 @@ def _centred_sums(x3, shift, blocks, dy3=None, keep=None, first=0):
     return shift, sums
 
 
-def _running_shift(x3, running_mean, first=0):
+def _running_shift(x3, running_mean, blocks, first=0):
     """The shift of evaluation mode: running_mean in x's dtype, and delta = running_mean - shift.
 
     x - shift is formed in x's dtype. Only a channel with |shift| of at least SAFE_SHIFT can
     make it overflow (a float32 x of -2e38 with a running_mean of 2e38, or a running_mean
-    beyond float32 itself). The blocks holding such channels are checked, and a ValueError
-    names the first channel (counted from ``first``, that of x3's first) where some
-    x - running_mean is beyond the dtype's range. An inf or NaN running_mean is let through,
+    beyond float32 itself). The ``blocks`` of x3 holding such channels are checked, and a
+    ValueError names the first channel (counted from ``first``, that of x3's first) where
+    some x - running_mean is beyond the dtype's range. An inf or NaN running_mean is let through,
     to give NaN in its channel.
     """
     with np.errstate(over="ignore"):
@@ -333,7 +333,7 @@ def _running_shift(x3, running_mean, first=0):
     if near.any():
         over = np.isinf(shift) & near
         with np.errstate(over="ignore", invalid="ignore"):
-            for p, c, q in _blocks(x3):
+            for p, c, q in blocks:
                 if near[:, c].any():
                     xb = x3[p, c, q]
                     beyond = np.isinf(xb - shift[:, c]) & np.isfinite(xb)

@@ -144,6 +144,11 @@ def _checks(per_channel: list[str], out: str, with_dy: bool) -> list[str]:
             f"    {out}3 = _channels({out}, axis, order)"]
 
 
+def _float64_param(name: str) -> str:
+    """The group function's line cutting parameter ``name`` to its channels, in float64."""
+    return f"    {name} = {name}[:, k].astype(np.float64)"
+
+
 def _statistics_lines(plan: Plan, backend: str, exprs: list[sp.Expr], arrays: list[str],
                       params: list[str], out: str) -> list[str]:
     """A channel group's first lines: its views, shift, sums, statistics, σ and r.
@@ -152,26 +157,26 @@ def _statistics_lines(plan: Plan, backend: str, exprs: list[sp.Expr], arrays: li
     the group's channels ``k``; ``out`` names the result array.
     """
     lines = _wrap(f"{', '.join(arrays)} = {', '.join(f'{v}[:, k]' for v in arrays)}")
-    lines += [f"    {v} = {v}[:, k].astype(np.float64)" for v in params]
+    lines += [_float64_param(v) for v in params]
     lines += ["    m = x3.shape[0] * x3.shape[2]", "    blocks = _blocks(x3)"]
     p = _printer()
     training = plan.spec.uses_batch_statistics  # the sums give the mean and the variance
     g_sums = [s for s in SUMS if _needs(exprs, s)]
     if g_sums and len(g_sums) != len(SUMS):
         raise AssertionError(f"the sums {g_sums} are computed together")
+    keep = [f"keep={out}3"] if _keeps_xs(plan, exprs, backend) else []
     if training:
         names = ["sum_xs_xs", "sum_xs", *(s.name for s in g_sums)]
-        args = ", ".join(["x3", "shift", "blocks", *(["dy3"] if g_sums else []),
-                          *([f"keep={out}3"] if _keeps_xs(plan, exprs, backend) else [])])
+        args = ", ".join(["x3", "shift", "blocks", *(["dy3"] if g_sums else []), *keep])
         lines.append("    shift = _pilot(x3)")  # a first guess, which the sweep corrects
         lines += _wrap(f"shift, ({', '.join(names)}) = _centred_sums({args}, first=k.start)")
         lines += _training_statistics(plan, p)
     else:
         if _needs(exprs, XS(S.i)) or g_sums or _needs(exprs, DELTA):
-            lines.append(f"    shift, delta = _running_shift(x3, {plan.center.name}, k.start)")
+            lines.append(
+                f"    shift, delta = _running_shift(x3, {plan.center.name}, blocks, k.start)")
         if g_sums:
-            args = ", ".join(["x3", "shift", "blocks", "dy3", "squares=False",
-                              *([f"keep={out}3"] if _keeps_xs(plan, exprs, backend) else [])])
+            args = ", ".join(["x3", "shift", "blocks", "dy3", "squares=False", *keep])
             lines.append(f"    {', '.join(s.name for s in g_sums)} = _sums({args})")
     for symbol, value in plan.definitions:
         lines += _assign(symbol.name, value, p)
@@ -214,7 +219,7 @@ def _pair(name: str, args: list[str], out: str, params: list[str], doc: str,
     """
     group = f"_{name}_channels"
     body = _drop_unused(body, ("m", "blocks", *params))
-    used = [v for v in params if f"    {v} = {v}[:, k].astype(np.float64)" in body]
+    used = [v for v in params if _float64_param(v) in body]
     views = [*args, f"{out}3", *used]
     call = f"{group}(k, {', '.join([*views, 'eps'])})"
     lines = [*public, *_checks(params, out, with_dy="dy3" in args)]
