@@ -63,6 +63,18 @@ def inputs(spec, shape, axis, dtype=np.float64, seed=0):
     return dy, x, params, forward_params
 
 
+def peak_bytes(fn, *args, **kwargs):
+    """tracemalloc's peak during ``fn(*args, **kwargs)``, above what was traced when it started."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        fn(*args, **kwargs)
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
 def channel_truth(x, dy, eps=1e-5):
     """The default variant's closed form for one channel (1-D x and dy), in long double with
     pairwise sums: dx, dgamma, dbeta and r."""
@@ -399,14 +411,7 @@ def test_peak_memory_with_two_elements_per_channel(dtype, channels, generated, b
     for spec in (symbn.LayerSpec(), symbn.LayerSpec(mode="eval")):
         ns = compiled(generated(spec, backend))
         dy, x, params, _ = inputs(spec, (2, channels), -1, dtype, seed=10)
-        tracemalloc.start()
-        try:
-            tracemalloc.reset_peak()
-            base = tracemalloc.get_traced_memory()[0]
-            ns["backward"](dy, x, *params)
-            peak = tracemalloc.get_traced_memory()[1] - base
-        finally:
-            tracemalloc.stop()
+        peak = peak_bytes(ns["backward"], dy, x, *params)
         assert peak <= 3 * x.nbytes, (spec.describe(), peak / x.nbytes)
 
 
@@ -466,26 +471,15 @@ def test_channels_last_and_fortran_inputs_are_not_copied(generated, backend):
     for name, x_l, dy_l in (("C", np.ascontiguousarray(x), np.ascontiguousarray(dy)),
                             ("channels-last", x, dy),
                             ("Fortran", np.asfortranarray(x), np.asfortranarray(dy))):
-        tracemalloc.start()
-        try:
-            tracemalloc.reset_peak()
-            ns["backward"](dy_l, x_l, np.ones(32), axis=1)
-            peaks[name] = tracemalloc.get_traced_memory()[1] / x.nbytes
-        finally:
-            tracemalloc.stop()
+        peaks[name] = peak_bytes(ns["backward"], dy_l, x_l, np.ones(32), axis=1) / x.nbytes
     assert max(peaks.values()) <= peaks["C"] + 0.1, peaks
     # Fortran (N, C, 4) is (4, C, N) in memory: few rows of P, each of C·N elements; numexpr
     # wrote each per-channel value out to such a row (a quarter of the array each: 2.0 inputs)
     x = rng.standard_normal((1 << 15, 16, 4)).astype(np.float32)
     peaks = {}
     for name, x_l in (("C", x), ("Fortran", np.asfortranarray(x))):
-        tracemalloc.start()
-        try:
-            tracemalloc.reset_peak()
-            ns["backward"](x_l, x_l, np.ones(16, np.float32), axis=1)
-            peaks[name] = tracemalloc.get_traced_memory()[1] / x.nbytes
-        finally:
-            tracemalloc.stop()
+        peak = peak_bytes(ns["backward"], x_l, x_l, np.ones(16, np.float32), axis=1)
+        peaks[name] = peak / x.nbytes
     assert peaks["Fortran"] <= peaks["C"] + 0.1, peaks
 
 
@@ -494,15 +488,7 @@ def test_peak_memory_is_at_most_three_input_sized_arrays(generated, backend):
     ns = compiled(generated(symbn.LayerSpec(), backend))
     rng = np.random.default_rng(9)
     x, dy = rng.standard_normal((512, 64)), rng.standard_normal((512, 64))
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
-        ns["backward"](dy, x, np.ones(64))
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
-    assert peak <= 3 * x.nbytes
+    assert peak_bytes(ns["backward"], dy, x, np.ones(64)) <= 3 * x.nbytes
 
 
 @pytest.mark.parametrize("shape, axis", [((1024, 64), -1), ((8, 16, 24, 24), 1),
@@ -514,14 +500,7 @@ def test_peak_memory_in_float32_and_nchw_is_at_most_three_input_sized_arrays(
     rng = np.random.default_rng(10)
     x = rng.standard_normal(shape).astype(np.float32)
     dy = rng.standard_normal(shape).astype(np.float32)
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
-        ns["backward"](dy, x, np.ones(shape[axis], np.float32), axis=axis)
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
+    peak = peak_bytes(ns["backward"], dy, x, np.ones(shape[axis], np.float32), axis=axis)
     assert peak <= 3 * x.nbytes
 
 
