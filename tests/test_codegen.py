@@ -63,6 +63,11 @@ def inputs(spec, shape, axis, dtype=np.float64, seed=0):
     return dy, x, params, forward_params
 
 
+def as_tuple(result):
+    """A backward's outputs as a tuple: (dx, dgamma, dbeta), or (dx,) without the affine part."""
+    return result if isinstance(result, tuple) else (result,)
+
+
 def peak_bytes(fn, *args, **kwargs):
     """tracemalloc's peak during ``fn(*args, **kwargs)``, above what was traced when it started."""
     tracemalloc.start()
@@ -196,8 +201,7 @@ def test_float32_in_float32_out_and_accurate_on_hard_inputs(spec, generated, bac
     dy = dy.astype(np.float32)
     params32 = [p.astype(np.float32) for p in params]
     got = ns["backward"](dy, x, *params32)
-    outputs = got if isinstance(got, tuple) else (got,)
-    assert all(o.dtype == np.float32 for o in outputs)
+    assert all(o.dtype == np.float32 for o in as_tuple(got))
     assert ns["forward"](x, *[p.astype(np.float32) for p in fparams]).dtype == np.float32
     ref = reference(spec, dy, x, *params32)
     assert max(relative_errors(spec, got, ref).values()) <= 1e-6
@@ -362,8 +366,7 @@ def test_channel_groups_give_the_results_of_one_group(spec, generated, backend):
         dy, x, params, forward_params = inputs(spec, shape, axis, dtype, seed=12)
         for name, args in (("forward", (x, *forward_params)), ("backward", (dy, x, *params))):
             one, groups = whole[name](*args, axis=axis), cut[name](*args, axis=axis)
-            for a, b in zip(*(r if isinstance(r, tuple) else (r,) for r in (one, groups)),
-                            strict=True):
+            for a, b in zip(as_tuple(one), as_tuple(groups), strict=True):
                 assert a.dtype == b.dtype == dtype
                 np.testing.assert_allclose(b, a, rtol=1e-6 if dtype == np.float32 else 1e-13,
                                            atol=1e-6 if dtype == np.float32 else 1e-13)
@@ -449,8 +452,7 @@ def test_every_memory_layout_gives_the_same_results_laid_out_like_x(spec, genera
         assert np.array_equal(x_l, x) and np.array_equal(dy_l, dy), name
         got = ns["backward"](dy_l, x_l, *params, axis=1), ns["forward"](x_l, *forward_params,
                                                                         axis=1)
-        results = [*(got[0] if isinstance(got[0], tuple) else (got[0],)), got[1]]
-        wanted = [*(want[0] if isinstance(want[0], tuple) else (want[0],)), want[1]]
+        results, wanted = [*as_tuple(got[0]), got[1]], [*as_tuple(want[0]), want[1]]
         for a, b in zip(results, wanted, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13, err_msg=name)
         order = ns["_memory_order"](x_l)
