@@ -12,7 +12,7 @@ LAYOUT = '''
 BLOCK_SIZE = 1 << 18  # elements per block at most (found fastest on a 2-core VM)
 ONE_BLOCK = 1 << 14  # elements: an array this small goes in one block (fewer NumPy calls)
 GROUP = 1 << 15  # channels at most in a group, computed end to end (see _groups)
-ROWS = 1 << 13  # rows of P per block at most: sums down P run in sequence (error ~ rows * eps)
+LONG = 1 << 7  # elements: a run this long is summed along itself (see _block_sum)
 
 
 def _layout(x, axis):
@@ -136,16 +136,14 @@ def _blocks(a3):
 
     A block holds at most BLOCK_SIZE elements and a quarter of the array, so that scratch space
     stays small, unless the whole array is at most ONE_BLOCK elements (a row of Q is cut too
-    when it is longer), and at most ROWS rows of P: BLAS and einsum sum down P in sequence, and
-    2^17 rows of float64 left dβ off by up to 1e-12. Every pass over the data goes block by
-    block, so that the several NumPy calls made on one block find it in cache and only the
-    first one reads it from memory.
+    when it is longer). Every pass over the data goes block by block, so that the several
+    NumPy calls made on one block find it in cache and only the first one reads it from memory.
     """
     n_p, n_c, n_q = a3.shape
     size = max(1, min(BLOCK_SIZE, a3.size if a3.size <= ONE_BLOCK else a3.size // 4))
     qb = min(n_q, size)
     cb = max(1, min(n_c, size // qb))
-    pb = max(1, min(size // (qb * cb), ROWS))
+    pb = max(1, size // (qb * cb))
     return [(slice(p, p + pb), slice(c, c + cb), slice(q, q + qb))
             for p in range(0, n_p, pb) for c in range(0, n_c, cb) for q in range(0, n_q, qb)]
 '''

@@ -638,8 +638,8 @@ def test_float32_halves_near_plus_and_minus_2e38_stay_accurate(generated, backen
 @pytest.mark.parametrize("offset", [0.99, 0.55])
 def test_tall_float64_blocks_sum_constant_dy_accurately(offset, generated, backend):
     """(2^18, 2) float64, dy = 0.1, the guess at the mean `offset`·σ away: sums down 2^17 rows
-    in sequence left dβ off by 5e-13 and dx by 8e-13; blocks of at most ROWS rows keep both
-    below 1e-13. Truth: long double, summed pairwise."""
+    in sequence left dβ off by 5e-13 and dx by 8e-13; sums down at most 2^11 (folded) rows
+    keep both below 1e-13 (see _block_sum). Truth: long double, summed pairwise."""
     ns = compiled(generated(symbn.LayerSpec(), backend))
     rng = np.random.default_rng(25)
     n = 1 << 18

@@ -1,0 +1,96 @@
+"""The generated module's block helpers: the per-block sums and per-channel values per block.
+
+The sums take a different route for each block shape (long rows of Q, short rows read as
+(P, C·Q), narrow rows folded, a remainder of rows), so each route is checked against exact
+sums here; the accuracy and memory tests of test_codegen then check the whole pass.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from test_codegen import channel_truth, compiled
+
+import symbn
+from symbn import codegen
+
+
+@pytest.fixture(scope="module")
+def ns():
+    return compiled(codegen.generate_module(symbn.LayerSpec()))
+
+
+def exact_sums(a, b=None):
+    """Per-channel Σ a (or Σ a·b) of a (P, C, Q) array, correctly rounded (math.fsum)."""
+    terms = a if b is None else a * b  # float64 products: rounding far below the bound used
+    return np.array([math.fsum(terms[:, k, :].ravel()) for k in range(a.shape[1])])
+
+
+# (P, C, Q) blocks, one per route through _block_sum (LONG = 128):
+BLOCK_SHAPES = [
+    (1, 3, 3000),  # long rows of Q, one row of P
+    (5, 4, 200),  # long rows of Q, several rows of P
+    (40, 9, 16),  # short rows of Q, long (P, C·Q) rows
+    (4096, 2, 1),  # narrow rows, folded (64 rows read as one)
+    (4099, 3, 1),  # narrow rows, folded, with 4099 % 43 rows left over
+    (5, 2, 3),  # narrow rows, fewer than a fold
+    (3000, 1, 5),  # one channel, short rows of Q, folded
+]
+
+
+@pytest.mark.parametrize("shape", BLOCK_SHAPES, ids=str)
+def test_block_sums_agree_with_exact_sums_on_every_route(ns, shape):
+    """Each route gives each channel's Σ a and Σ a·b to within a few units of the sum of |terms|
+    (a route that mixed up channels, or dropped the rows beyond a fold, is off by O(1))."""
+    rng = np.random.default_rng(31)
+    a = rng.standard_normal(shape) + 3.0
+    b = rng.standard_normal(shape)
+    ones = np.ones(max(shape[0], ns["LONG"]))
+    for got, want, size in ((ns["_block_sum"](a, None, ones), exact_sums(a), exact_sums(abs(a))),
+                            (ns["_block_sum"](a, b, ones), exact_sums(a, b),
+                             exact_sums(abs(a), abs(b)))):
+        assert got.shape == (shape[1],)
+        assert np.all(np.abs(got - want) <= 1e-14 * size)
+
+
+def test_block_sums_of_a_block_that_is_not_contiguous(ns):
+    """A block holding some of the channels (a view with gaps between its rows) sums right."""
+    rng = np.random.default_rng(32)
+    whole = rng.standard_normal((600, 8, 3))
+    a, b = whole[:, 2:4], whole[:, 5:7]
+    ones = np.ones(600)
+    np.testing.assert_allclose(ns["_block_sum"](a, None, ones), exact_sums(a), rtol=1e-13)
+    np.testing.assert_allclose(ns["_block_sum"](a, b, ones), exact_sums(a, b), rtol=1e-13)
+
+
+@pytest.mark.parametrize("shape", [(4099, 3, 1), (37, 5, 4), (2, 6, 300)], ids=str)
+def test_values_written_out_per_block_equal_the_broadcast_values(ns, shape, monkeypatch):
+    """_by_block writes a per-channel value out to a block by doubling rows: every block gets
+    the value of its own channels, the ragged last block too."""
+    monkeypatch.setitem(ns, "ONE_BLOCK", 1)
+    monkeypatch.setitem(ns, "BLOCK_SIZE", 1000)
+    a3 = np.empty(shape)
+    v = np.arange(1.0, shape[1] + 1).reshape(1, -1, 1)
+    blocks = ns["_blocks"](a3)
+    assert len(blocks) >= 4
+    for block, value in zip(blocks, ns["_by_block"](v, blocks, a3), strict=True):
+        np.testing.assert_array_equal(np.broadcast_to(value, a3[block].shape),
+                                      np.broadcast_to(v[:, block[1]], a3[block].shape))
+
+
+@pytest.mark.parametrize("shape, axis", [((1 << 17, 3), -1), ((1 << 15, 2, 5), 1)], ids=str)
+def test_narrow_float64_blocks_sum_constant_dy_accurately(ns, shape, axis):
+    """Narrow channels (C·Q below LONG) go in blocks of up to 2^18 elements; folding their rows
+    keeps the sums down P short. dy = 0.1: dx and dβ stay within 1e-13 of their scale (sums in
+    sequence down the block's 2^16 rows would drift towards 1e-12)."""
+    rng = np.random.default_rng(33)
+    x = rng.standard_normal(shape) + 0.7
+    dy = np.full_like(x, 0.1)
+    dx, dgamma, dbeta = ns["backward"](dy, x, np.ones(shape[axis]), axis=axis)
+    for k in range(shape[axis]):
+        xk, gk = np.take(x, k, axis=axis).ravel(), np.take(dy, k, axis=axis).ravel()
+        truth, sum_g_xhat, sum_g, r = channel_truth(xk, gk)
+        scale = np.linalg.norm(gk)
+        assert np.linalg.norm(np.take(dx, k, axis=axis).ravel() - truth) <= 1e-13 * scale * float(r)
+        assert abs(dbeta[k] - sum_g) <= 1e-13 * scale * np.sqrt(xk.size)
+        assert abs(dgamma[k] - sum_g_xhat) <= 1e-13 * scale * np.sqrt(xk.size)
