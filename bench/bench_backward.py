@@ -1,6 +1,6 @@
 """Speed, memory and float32 accuracy of symbn's generated batch-norm backward.
 
-Run ``python bench/bench_backward.py`` (under a minute) or ``--quick`` (fewer repeats).
+Run ``python bench/bench_backward.py`` (about 80 s) or ``--quick`` (fewer repeats).
 Every ratio in a table is measured in this one run, on this machine:
 
 * ``vs textbook``: time of the plain NumPy closed form (mean, var, x̂, then the formula, as
@@ -50,6 +50,8 @@ except ImportError:  # numexpr is an optional extra
 
 FLUSH = np.zeros(8 << 20)  # 64 MB, read before every timed call
 SHAPES = (((256, 1024), -1), ((4096, 1024), -1), ((32, 64, 56, 56), 1))
+# beyond the issue's shapes: short rows (7x7, 2x2 images) and few features in a tall batch
+OTHER_SHAPES = (((256, 512, 7, 7), 1), ((512, 256, 2, 2), 1), ((1 << 20, 2), -1))
 EPS = 1e-5
 
 
@@ -244,6 +246,8 @@ def main() -> None:
           f"numexpr {numexpr.__version__ if numexpr else 'not installed'}")
     print("\n## Speed: training backward, default variant (eps in the root, biased, affine)\n")
     print("\n".join(speed_table(backends, 5 if args.quick else 20)))
+    print("\n## Speed on other layouts (no targets; same columns)\n")
+    print("\n".join(speed_table(backends, 5 if args.quick else 20, OTHER_SHAPES)))
     print("\n## float32 accuracy on hard inputs (vs mpmath truth of the closed form)\n")
     print("\n".join(accuracy_table(backends)))
 

@@ -207,7 +207,9 @@ def _block_sum(a, b, ones):
     if n_p % fold:
         fold = 1
     rows = a.reshape(n_p // fold, -1)
-    if b is None:
+    if len(rows) == 1:  # one row: nothing to sum down P (m = 2 can give blocks of one row)
+        per_q = rows[0] if b is None else rows[0] * b.reshape(rows.shape)[0]
+    elif b is None:
         per_q = ones[: rows.shape[0]] @ rows
     else:
         per_q = np.einsum("pk,pk->k", rows, b.reshape(rows.shape))

@@ -35,6 +35,8 @@ BLOCK_SHAPES = [
     (4099, 3, 1),  # narrow rows, folded, with 4099 % 43 rows left over
     (5, 2, 3),  # narrow rows, fewer than a fold
     (3000, 1, 5),  # one channel, short rows of Q, folded
+    (1, 200, 1),  # one row of P: nothing to sum down P
+    (1, 7, 2),  # one short row of P
 ]
 
 
