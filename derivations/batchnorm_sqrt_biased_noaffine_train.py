@@ -479,11 +479,10 @@ def _backward_channels(k, dy3, x3, dx3, eps):
     var = (-delta**2*m + sum_xs_xs)/m
     var = np.maximum(var, 0.0)  # rounding must not make it negative
     r = 1/np.sqrt(eps + var)
-    t0 = 1/m
-    t1 = r**2
     a = r
-    b = (r**2*r)*t0*(delta*sum_g - sum_g_xs)
-    c = -r*t0*(delta**2*sum_g*t1 - delta*sum_g_xs*t1 + sum_g)
+    b = (r**2*r)*(delta*sum_g - sum_g_xs)/m
+    # dx sums to 0 over each channel: c follows from a and b (symbn proved it)
+    c = -a*sum_g/m - b*delta
     a = a.astype(x3.dtype)
     c = c.astype(x3.dtype)
     _combine(dx3, blocks, dy3, a, b, c)

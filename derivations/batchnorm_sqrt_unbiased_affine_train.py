@@ -491,16 +491,13 @@ def _backward_channels(k, dy3, x3, dx3, gamma, eps):
     var = (-delta**2*m + sum_xs_xs)/(m - 1)
     var = np.maximum(var, 0.0)  # rounding must not make it negative
     r = 1/np.sqrt(eps + var)
-    t0 = gamma*r
-    t1 = 1/(m - 1)
-    t2 = delta*sum_g - sum_g_xs
-    t3 = m*sum_g
-    t4 = r**2
-    a = t0
-    b = gamma*(r**2*r)*t1*t2
-    c = -t0*t1*(delta**2*t3*t4 - delta*m*sum_g_xs*t4 - sum_g + t3)/m
-    dgamma = -r*t2
+    t0 = delta*sum_g - sum_g_xs
+    a = gamma*r
+    b = gamma*(r**2*r)*t0/(m - 1)
+    dgamma = -r*t0
     dbeta = sum_g
+    # dx sums to 0 over each channel: c follows from a and b (symbn proved it)
+    c = -a*sum_g/m - b*delta
     a = a.astype(x3.dtype)
     c = c.astype(x3.dtype)
     _combine(dx3, blocks, dy3, a, b, c)

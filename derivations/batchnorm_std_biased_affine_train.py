@@ -497,21 +497,13 @@ def _backward_channels(k, dy3, x3, dx3, gamma, eps):
     sigma = np.sqrt(var)
     r = 1/(eps + sigma)
     sigma_nz = np.where(sigma > 0, sigma, 1.0)  # sigma == 0: limit below
-    t0 = gamma*r
-    t1 = delta*sum_g - sum_g_xs
-    t2 = 1/sigma_nz
-    t3 = 1/m
-    t4 = gamma*t3
-    t5 = sigma > 0
-    t6 = sigma_nz*sum_g
-    t7 = r**2
-    t8 = delta*sum_g_xs*t7
-    t9 = delta**2*t7
-    a = t0
-    b = np.where(t5, (r**2*r)*t1*t2*t4*(eps + sigma_nz), 0)
-    c = np.where(t5, -t0*t2*t3*(eps*sum_g*t9 - eps*t8 - sigma_nz*t8 + t6*t9 + t6), -sum_g*t4/eps)
-    dgamma = -r*t1
+    t0 = delta*sum_g - sum_g_xs
+    a = gamma*r
+    b = np.where(sigma > 0, gamma*(r**2*r)*t0*(eps + sigma_nz)/(m*sigma_nz), 0)
+    dgamma = -r*t0
     dbeta = sum_g
+    # dx sums to 0 over each channel: c follows from a and b (symbn proved it)
+    c = -a*sum_g/m - b*delta
     a = a.astype(x3.dtype)
     c = c.astype(x3.dtype)
     _combine(dx3, blocks, dy3, a, b, c)

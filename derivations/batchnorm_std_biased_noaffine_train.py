@@ -486,16 +486,10 @@ def _backward_channels(k, dy3, x3, dx3, eps):
     sigma = np.sqrt(var)
     r = 1/(eps + sigma)
     sigma_nz = np.where(sigma > 0, sigma, 1.0)  # sigma == 0: limit below
-    t0 = 1/m
-    t1 = t0/sigma_nz
-    t2 = sigma > 0
-    t3 = sigma_nz*sum_g
-    t4 = r**2
-    t5 = delta*sum_g_xs*t4
-    t6 = delta**2*t4
     a = r
-    b = np.where(t2, (r**2*r)*t1*(eps + sigma_nz)*(delta*sum_g - sum_g_xs), 0)
-    c = np.where(t2, -r*t1*(eps*sum_g*t6 - eps*t5 - sigma_nz*t5 + t3*t6 + t3), -sum_g*t0/eps)
+    b = np.where(sigma > 0, (r**2*r)*(eps + sigma_nz)*(delta*sum_g - sum_g_xs)/(m*sigma_nz), 0)
+    # dx sums to 0 over each channel: c follows from a and b (symbn proved it)
+    c = -a*sum_g/m - b*delta
     a = a.astype(x3.dtype)
     c = c.astype(x3.dtype)
     _combine(dx3, blocks, dy3, a, b, c)

@@ -497,25 +497,13 @@ def _backward_channels(k, dy3, x3, dx3, gamma, eps):
     sigma = np.sqrt(var)
     r = 1/(eps + sigma)
     sigma_nz = np.where(sigma > 0, sigma, 1.0)  # sigma == 0: limit below
-    t0 = gamma*r
-    t1 = delta*sum_g - sum_g_xs
-    t2 = 1/(sigma_nz*(m - 1))
-    t3 = sigma > 0
-    t4 = 1/m
-    t5 = sigma_nz*sum_g
-    t6 = m*t5
-    t7 = eps*m
-    t8 = r**2
-    t9 = delta*sum_g_xs*t8
-    t10 = delta**2*t8
-    a = t0
-    b = np.where(t3, gamma*(r**2*r)*t1*t2*(eps + sigma_nz), 0)
-    c = (
-        np.where(t3, -t0*t2*t4*(-m*sigma_nz*t9 + sum_g*t10*t7 + t10*t6 - t5 + t6 - t7*t9),
-        -gamma*sum_g*t4/eps)
-    )
-    dgamma = -r*t1
+    t0 = delta*sum_g - sum_g_xs
+    a = gamma*r
+    b = np.where(sigma > 0, gamma*(r**2*r)*t0*(eps + sigma_nz)/(sigma_nz*(m - 1)), 0)
+    dgamma = -r*t0
     dbeta = sum_g
+    # dx sums to 0 over each channel: c follows from a and b (symbn proved it)
+    c = -a*sum_g/m - b*delta
     a = a.astype(x3.dtype)
     c = c.astype(x3.dtype)
     _combine(dx3, blocks, dy3, a, b, c)

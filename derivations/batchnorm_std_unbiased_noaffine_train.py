@@ -486,21 +486,13 @@ def _backward_channels(k, dy3, x3, dx3, eps):
     sigma = np.sqrt(var)
     r = 1/(eps + sigma)
     sigma_nz = np.where(sigma > 0, sigma, 1.0)  # sigma == 0: limit below
-    t0 = 1/(sigma_nz*(m - 1))
-    t1 = sigma > 0
-    t2 = 1/m
-    t3 = sigma_nz*sum_g
-    t4 = m*t3
-    t5 = eps*m
-    t6 = r**2
-    t7 = delta*sum_g_xs*t6
-    t8 = delta**2*t6
     a = r
-    b = np.where(t1, (r**2*r)*t0*(eps + sigma_nz)*(delta*sum_g - sum_g_xs), 0)
-    c = (
-        np.where(t1, -r*t0*t2*(-m*sigma_nz*t7 + sum_g*t5*t8 - t3 + t4*t8 + t4 - t5*t7),
-        -sum_g*t2/eps)
+    b = (
+        np.where(sigma > 0, (r**2*r)*(eps + sigma_nz)*(delta*sum_g - sum_g_xs)/(sigma_nz*(m - 1)),
+        0)
     )
+    # dx sums to 0 over each channel: c follows from a and b (symbn proved it)
+    c = -a*sum_g/m - b*delta
     a = a.astype(x3.dtype)
     c = c.astype(x3.dtype)
     _combine(dx3, blocks, dy3, a, b, c)

@@ -263,7 +263,12 @@ def _backward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
     results = [n for n, _ in named if n.startswith("d")]
     body = _statistics_lines(plan, backend, exprs, ["dy3", "x3", "dx3"], params, "dx")
     p = _printer()
-    body += _cse_lines(named, p)
+    if plan.c_in_a_b is None:
+        body += _cse_lines(named, p)
+    else:  # c after a and b, from them (proven in build_plan)
+        body += _cse_lines([(n, e) for n, e in named if n != "c"], p)
+        body += ["    # dx sums to 0 over each channel: c follows from a and b (symbn proved it)"]
+        body += _assign("c", plan.c_in_a_b, p)
     # b stays float64 for _combine, which splits it when it is below x's dtype's range.
     body += [f"    {n} = {n}.astype(x3.dtype)" for n, _ in named if n in "ac"]
     arrays = {"dy" if k == G(S.i) else "xs" if k == XS(S.i) else "": COEFFICIENT_NAMES[k]

@@ -45,6 +45,8 @@ DELTA = sp.Symbol("delta", real=True)
 SUM_G = sp.Symbol("sum_g", real=True)
 SUM_G_XS = sp.Symbol("sum_g_xs", real=True)
 SIGMA_NZ = sp.Symbol("sigma_nz", positive=True)
+A = sp.Symbol("a", real=True)  # the coefficients of g(i) and xs(i), by name (see Plan.c_in_a_b)
+B = sp.Symbol("b", real=True)
 
 SUMS: dict[sp.Symbol, sp.Sum] = {
     SUM_G: sp.Sum(G(S.j), (S.j, 1, S.m)),
@@ -76,6 +78,11 @@ class Plan:
         values in :data:`SUM_G`, :data:`SUM_G_XS`.
     proofs
         Every rewrite, each shown equal to what it replaces.
+    c_in_a_b
+        c written in a and b (:data:`A`, :data:`B`), ``-(a*sum_g/m + b*delta)``, where that is
+        proven (in each branch): Σ dx = 0 when the layer takes its own batch's mean, since x̂
+        does not change when x shifts. Four operations per channel instead of about ten.
+        ``None`` where it does not hold.
 
     """
 
@@ -87,6 +94,7 @@ class Plan:
     forward: Coefficients
     backward: dict[str, Coefficients | sp.Expr]
     proofs: tuple[Proof, ...]
+    c_in_a_b: sp.Expr | None = None
 
     @property
     def spec(self) -> LayerSpec:
@@ -189,16 +197,21 @@ def build_plan(spec: LayerSpec) -> Plan:
         coeffs = _collect(value)
         proofs.append(_equal("dL/dx == a*g + b*xs + c (closed form)", _rebuild(coeffs),
                              d.closed_symbolic["x"], d, center, facts_x))
+        branches = [coeffs]
         limit = d.conditions[0].limit.get("x")
         if limit is not None:
             at_zero = _collect(_named_sums(_shifted(limit, center), facts_xs))
             proofs.append(_equal("dL/dx at sigma = 0 == a*g + b*xs + c (limit)",
                                  _rebuild(at_zero), limit, d, center, facts_x))
+            branches.append(at_zero)
             zero = sp.Integer(0)
             coeffs = {k: _where_spread(coeffs.get(k, zero).xreplace({S.sigma: SIGMA_NZ}),
                                        at_zero.get(k, zero))
                       for k in sorted(set(coeffs) | set(at_zero), key=sp.default_sort_key)}
         backward["x"] = coeffs
+        if spec.uses_batch_statistics:
+            c_in_a_b, shortcut_proofs = _c_in_a_b(branches)
+            proofs += shortcut_proofs
 
     output = graph.node("y").expr.xreplace({S.placeholder("xhat"): XHAT(S.i)})
     forward = _collect(_shifted(output, center))
@@ -207,7 +220,21 @@ def build_plan(spec: LayerSpec) -> Plan:
     bad = [p for p in proofs if not p.holds]
     if bad:
         raise ProofError("; ".join(f"{p.claim}: residual {p.residual}" for p in bad))
-    return Plan(d, center, delta, variance, _definitions(d), forward, backward, tuple(proofs))
+    return Plan(d, center, delta, variance, _definitions(d), forward, backward, tuple(proofs),
+                c_in_a_b if spec.uses_batch_statistics else None)
+
+
+def _c_in_a_b(branches: list[Coefficients]) -> tuple[sp.Expr | None, list[Proof]]:
+    """``-(a*sum_g/m + b*delta)`` and its proofs, if it equals c in every branch, else None."""
+    zero = sp.Integer(0)
+    short = -(A * SUM_G / S.m + B * DELTA)
+    proofs = []
+    for k, cs in enumerate(branches):
+        filled = short.xreplace({A: cs.get(G(S.i), zero), B: cs.get(XS(S.i), zero)})
+        where = " at sigma = 0" if k else ""
+        proofs.append(_check(f"c == -(a*sum_g/m + b*delta){where}",
+                             filled - cs.get(sp.Integer(1), zero), {}))
+    return (short, proofs) if all(p.holds for p in proofs) else (None, [])
 
 
 def _where_spread(general: sp.Expr, at_zero: sp.Expr) -> sp.Expr:

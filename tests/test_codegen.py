@@ -246,6 +246,30 @@ def test_plan_proofs_hold_and_a_wrong_rewrite_fails():
     assert not codegen_plan._check("wrong", wrong_delta - (plan.center - shift), facts).holds
 
 
+@pytest.mark.parametrize("spec", [symbn.LayerSpec(), symbn.LayerSpec(
+    eps_placement="std", variance="unbiased", affine=False)], ids=lambda s: s.describe())
+def test_c_is_written_in_a_and_b_where_proven(spec, generated):
+    """Training mode: c = -(a*sum_g/m + b*delta) is proven (σ > 0 and, for std placement, at
+    σ = 0 too) and printed after a and b; evaluation mode keeps c as it is."""
+    plan = codegen_plan.build_plan(spec)
+    claims = [p for p in plan.proofs if p.claim.startswith("c == ")]
+    assert len(claims) == (2 if spec.eps_placement == "std" else 1)
+    assert all(p.holds for p in claims)
+    source = generated(spec)
+    body = source[source.index("def _backward_channels"):]
+    assert body.index("    a = ") < body.index("    b = ") < body.index(
+        "    c = -a*sum_g/m - b*delta\n")
+    assert codegen_plan.build_plan(symbn.LayerSpec(mode="eval")).c_in_a_b is None
+
+
+def test_c_in_a_and_b_is_not_used_where_it_does_not_hold():
+    """A c off by a thousandth fails the check, and the plan keeps c as it is."""
+    coeffs = dict(codegen_plan.build_plan(symbn.LayerSpec()).backward["x"])
+    assert codegen_plan._c_in_a_b([coeffs])[0] is not None
+    coeffs[sp.Integer(1)] *= sp.Rational(1001, 1000)
+    assert codegen_plan._c_in_a_b([coeffs]) == (None, [])
+
+
 def test_generation_is_deterministic_across_processes(generated):
     """Two runs (different hash seeds) print byte-identical modules."""
     code = ("import sys, symbn; from symbn.codegen import generate_module; "
