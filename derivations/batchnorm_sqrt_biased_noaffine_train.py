@@ -189,27 +189,25 @@ def _block_sum(a, b, ones):
     - rows of Q of at least LONG elements: along Q (pairwise, or np.vecdot), then down P;
     - shorter ones: read as (p, c·q) rows, summed down P (with ones, or einsum), then along Q
       (with ones). Where c·q is below LONG, ``fold`` rows are read as one, so that the runs
-      are long and BLAS sums down at most BLOCK_SIZE / LONG rows in sequence (2^17 rows of
-      float64 in sequence left dβ off by up to 1e-12); rows beyond a multiple of ``fold`` are
-      summed on their own.
+      are long and no sum runs down more than BLOCK_SIZE / LONG rows in sequence (2^17 rows
+      of float64 in sequence left dβ off by up to 1e-12); rows beyond a multiple of ``fold``
+      are summed on their own. A block of one row needs no sum down P.
     """
     n_p, n_c, n_q = a.shape
     if n_q >= LONG:
-        if b is None:
-            return np.add.reduce(a, axis=2).sum(axis=0)
-        return np.vecdot(a, b).sum(axis=0)
+        return a.sum(axis=2).sum(axis=0) if b is None else np.vecdot(a, b).sum(axis=0)
     fold = -(-LONG // (n_c * n_q))
     even = n_p - n_p % fold
     if 0 < even < n_p:
-        return (_block_sum(a[:even], None if b is None else b[:even], ones)
-                + _block_sum(a[even:], None if b is None else b[even:], ones))
-    if n_p % fold:
+        parts = (slice(None, even), slice(even, None))
+        return sum(_block_sum(a[s], None if b is None else b[s], ones) for s in parts)
+    if n_p % fold:  # fewer rows than a fold
         fold = 1
     rows = a.reshape(n_p // fold, -1)
-    if len(rows) == 1:  # one row: nothing to sum down P (m = 2 can give blocks of one row)
+    if len(rows) == 1:
         per_q = rows[0] if b is None else rows[0] * b.reshape(rows.shape)[0]
     elif b is None:
-        per_q = ones[: rows.shape[0]] @ rows
+        per_q = ones[: len(rows)] @ rows
     else:
         per_q = np.einsum("pk,pk->k", rows, b.reshape(rows.shape))
     if fold > 1:
@@ -258,7 +256,7 @@ def _sums(x3, shift, blocks, dy3=None, squares=True, keep=None):
     xs_space = np.empty(size, x3.dtype) if keep is None else None
     xs_wide_space = np.empty(size) if narrow else None
     dy_wide_space = np.empty(size) if narrow and dy3 is not None else None
-    ones = np.ones(max(x3[blocks[0]].shape[0], LONG))  # the first block is the largest
+    ones = np.ones(max(size // LONG, LONG))  # enough for any block's sums (see _block_sum)
     for (p, c, q), centre in zip(blocks, _by_block(shift, blocks, x3), strict=True):
         xb = x3[p, c, q]
         xs = xs_space[: xb.size].reshape(xb.shape) if keep is None else keep[p, c, q]

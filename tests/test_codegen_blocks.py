@@ -80,11 +80,11 @@ def test_values_written_out_per_block_equal_the_broadcast_values(ns, shape, monk
                                       np.broadcast_to(v[:, block[1]], a3[block].shape))
 
 
-@pytest.mark.parametrize("shape, axis", [((1 << 17, 3), -1), ((1 << 15, 2, 5), 1)], ids=str)
+@pytest.mark.parametrize("shape, axis", [((1 << 17, 3), -1), ((1 << 17, 2, 3), 1)], ids=str)
 def test_narrow_float64_blocks_sum_constant_dy_accurately(ns, shape, axis):
     """Narrow channels (C·Q below LONG) go in blocks of up to 2^18 elements; folding their rows
-    keeps the sums down P short. dy = 0.1: dx and dβ stay within 1e-13 of their scale (sums in
-    sequence down the block's 2^16 rows would drift towards 1e-12)."""
+    keeps the sums down P short. dy = 0.1: dx and dβ stay within 1e-13 of their scale (with
+    the fold turned off, sums in sequence down each block's rows left 2.4e-13 and 3.4e-13)."""
     rng = np.random.default_rng(33)
     x = rng.standard_normal(shape) + 0.7
     dy = np.full_like(x, 0.1)
