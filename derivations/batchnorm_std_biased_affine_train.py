@@ -206,7 +206,8 @@ def _block_sum(a, b, ones):
     even = n_p - n_p % fold
     if 0 < even < n_p:
         parts = (slice(None, even), slice(even, None))
-        return sum(_block_sum(a[s], None if b is None else b[s], ones) for s in parts)
+        head, tail = (_block_sum(a[s], None if b is None else b[s], ones) for s in parts)
+        return head + tail
     if n_p % fold:  # fewer rows than a fold
         fold = 1
     rows = a.reshape(n_p // fold, -1)
