@@ -296,7 +296,7 @@ def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
         if out.size:
             ne.evaluate(expression, out=out, local_dict={
                 **{k: v[rows].reshape(out.shape) for k, v in arrays.items()},
-                **{k: np.tile(v, f) for k, v in values.items()}})
+                **{k: v if f == 1 else np.tile(v, f) for k, v in values.items()}})
     return out3
 ''',
 }
