@@ -495,7 +495,7 @@ def _backward_channels(k, dy3, x3, dx3, gamma, eps):
     dgamma = -r*t0
     dbeta = sum_g
     # dx sums to 0 over each channel: c follows from a and b (symbn proved it)
-    c = -a*sum_g/m - b*delta
+    c = -(a/m)*sum_g - b*delta
     a = a.astype(x3.dtype)
     c = c.astype(x3.dtype)
     _combine(dx3, blocks, dy3, a, b, c)

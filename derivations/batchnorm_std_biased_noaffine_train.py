@@ -488,7 +488,7 @@ def _backward_channels(k, dy3, x3, dx3, eps):
     a = r
     b = np.where(sigma > 0, (r**2*r)*(eps + sigma_nz)*(delta*sum_g - sum_g_xs)/(m*sigma_nz), 0)
     # dx sums to 0 over each channel: c follows from a and b (symbn proved it)
-    c = -a*sum_g/m - b*delta
+    c = -(a/m)*sum_g - b*delta
     a = a.astype(x3.dtype)
     c = c.astype(x3.dtype)
     _combine(dx3, blocks, dy3, a, b, c)

@@ -45,7 +45,7 @@ from symbn.codegen_plan import (
     build_plan,
 )
 from symbn.codegen_templates import layout_source
-from symbn.errors import OptionError
+from symbn.errors import OptionError, ProofError
 from symbn.numpy_printer import BatchNumPyPrinter
 from symbn.spec import LayerSpec
 
@@ -268,7 +268,7 @@ def _backward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
     else:  # c after a and b, from them (proven in build_plan)
         body += _cse_lines([(n, e) for n, e in named if n != "c"], p)
         body += ["    # dx sums to 0 over each channel: c follows from a and b (symbn proved it)"]
-        body += _assign("c", plan.c_in_a_b, p)
+        body += [f"    c = {_c_line(plan.c_in_a_b)}"]
     # b stays float64 for _combine, which splits it when it is below x's dtype's range.
     body += [f"    {n} = {n}.astype(x3.dtype)" for n, _ in named if n in "ac"]
     arrays = {"dy" if k == G(S.i) else "xs" if k == XS(S.i) else "": COEFFICIENT_NAMES[k]
@@ -282,6 +282,21 @@ def _backward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
     doc = (f"The backward pass for channels k (a slice): dx into dx3"
            f"{', ' + ' and '.join(results) + ' returned' if results else ''}.")
     return _pair("backward", ["dy3", "x3"], "dx", params, doc, public, results, body)
+
+
+C_LINE = "-(a/m)*sum_g - b*delta"
+
+
+def _c_line(c_in_a_b: sp.Expr) -> str:
+    """The line that computes c from a and b, checked against the proven expression.
+
+    It divides by m before multiplying by Σ dy: ``a*sum_g`` alone can overflow where c does
+    not (γ = 1e305). SymPy would print ``-a*sum_g/m``, so the line is written here.
+    """
+    names = {str(s): s for s in c_in_a_b.free_symbols}
+    if sp.expand(sp.sympify(C_LINE, locals=names) - c_in_a_b) != 0:
+        raise ProofError(f"{C_LINE} is not {c_in_a_b}")
+    return C_LINE
 
 
 def _describe_y(spec: LayerSpec) -> str:

@@ -273,9 +273,10 @@ def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
     and no longer than a block (P >= 4, C·Q <= BLOCK_SIZE), so that the rows take little memory
     (a Fortran-ordered (N, C, 4) array is (4, C, N) in memory: P = 4 and long rows). The
     arrays are C-contiguous (P, C, Q) arrays or a group of their channels, so the rows are
-    views. Where a row is short (C·Q below LONG, as in (2^20, 2)), ``fold`` rows are read as
-    one, as :func:`_block_sum` does: numexpr too takes a short row element by element (its
-    pass on (2^20, 2) took 10 to 14 times the bound).
+    views. Where a row is short (C·Q below LONG, as in (2^20, 2)) and the arrays are whole
+    (not a group's channels, whose rows are not adjacent), ``fold`` rows are read as one, as
+    :func:`_block_sum` does, and the rows left over in a second call: numexpr too takes a
+    short row element by element (its pass on float32 (2^20, 2) took 12 times the bound).
     """
     b, scale = (None, None) if b is None else _split(b, out3.dtype)
     values = {"a": a, "b": b, "c": c, "shift": shift, "s": scale}
@@ -289,10 +290,12 @@ def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
         ne.evaluate(expression, local_dict={**arrays, **values}, out=out3)
         return out3
     values = {k: np.repeat(v, n_q, axis=2).reshape(1, -1) for k, v in values.items()}
-    fold = -(-LONG // (n_c * n_q))  # rows read as one where C·Q is short (then x3 is whole)
+    whole = all(a.flags.c_contiguous for a in (out3, *arrays.values()))  # not a group's view
+    fold = -(-LONG // (n_c * n_q)) if whole else 1  # rows read as one where C·Q is short
     even = n_p - n_p % fold
     for rows, f in ((slice(None, even), fold), (slice(even, None), 1)):
-        out = out3[rows].reshape(-1, f * n_c * n_q)
+        out = out3[rows].view()
+        out.shape = (-1, f * n_c * n_q)  # raises rather than copy: numexpr must write in out3
         if out.size:
             ne.evaluate(expression, out=out, local_dict={
                 **{k: v[rows].reshape(out.shape) for k, v in arrays.items()},

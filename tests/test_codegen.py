@@ -17,7 +17,7 @@ from symbn import codegen, codegen_plan
 from symbn import symbols as S
 from symbn.codegen_reference import reference, relative_errors
 from symbn.commands import codegen as command
-from symbn.errors import OptionError
+from symbn.errors import OptionError, ProofError
 
 VARIANTS = symbn.all_variants()
 ROOT = Path(__file__).resolve().parents[1]
@@ -258,8 +258,21 @@ def test_c_is_written_in_a_and_b_where_proven(spec, generated):
     source = generated(spec)
     body = source[source.index("def _backward_channels"):]
     assert body.index("    a = ") < body.index("    b = ") < body.index(
-        "    c = -a*sum_g/m - b*delta\n")
+        "    c = -(a/m)*sum_g - b*delta\n")
     assert codegen_plan.build_plan(symbn.LayerSpec(mode="eval")).c_in_a_b is None
+
+
+def test_c_from_a_and_b_does_not_overflow_where_dx_is_finite(generated, backend):
+    """gamma = 1e305, m = 4096, dy around 1: a*sum_g alone is beyond float64, c is not; c
+    divides by m first (written -a*sum_g/m, every dx was inf)."""
+    ns = compiled(generated(symbn.LayerSpec(), backend))
+    rng = np.random.default_rng(8)
+    x, dy = rng.standard_normal((4096, 2)), 1 + rng.standard_normal((4096, 2))
+    dx = ns["backward"](dy, x, np.full(2, 1e305))[0]
+    for k in range(2):
+        truth, _, _, r = channel_truth(x[:, k], dy[:, k])
+        scale = np.linalg.norm(dy[:, k]) * float(r)
+        assert np.linalg.norm(dx[:, k] / 1e305 - truth) <= 1e-14 * scale
 
 
 def test_c_in_a_and_b_is_not_used_where_it_does_not_hold():
@@ -268,6 +281,8 @@ def test_c_in_a_and_b_is_not_used_where_it_does_not_hold():
     assert codegen_plan._c_in_a_b([coeffs])[0] is not None
     coeffs[sp.Integer(1)] *= sp.Rational(1001, 1000)
     assert codegen_plan._c_in_a_b([coeffs]) == (None, [])
+    with pytest.raises(ProofError):  # the printed line is checked against the proven form
+        codegen._c_line(-codegen_plan.A * codegen_plan.SUM_G / S.m)
 
 
 def test_generation_is_deterministic_across_processes(generated):
@@ -386,7 +401,9 @@ def test_channel_groups_give_the_results_of_one_group(spec, generated, backend):
     assert [(k.start, k.stop) for k in cut["_groups"](np.empty((5, 7, 6)))] == \
         [(0, 3), (3, 6), (6, 7)]
     for shape, axis, dtype in (((5, 7, 3, 2), 1, np.float64), ((40, 7), -1, np.float32),
-                               ((2, 7, 5), 1, np.float64)):  # P < 4, Q > 1: numexpr's 3-D path
+                               ((2, 7, 5), 1, np.float64),  # P < 4, Q > 1: numexpr's 3-D path
+                               ((100, 7), -1, np.float64), ((60, 7, 2), 1, np.float32)):
+        # the last two: P beyond numexpr's fold, which a group's channels must not take
         dy, x, params, forward_params = inputs(spec, shape, axis, dtype, seed=12)
         for name, args in (("forward", (x, *forward_params)), ("backward", (dy, x, *params))):
             one, groups = whole[name](*args, axis=axis), cut[name](*args, axis=axis)
@@ -397,16 +414,19 @@ def test_channel_groups_give_the_results_of_one_group(spec, generated, backend):
 
 
 def test_default_groups_split_at_two_to_the_fifteen(generated, backend):
-    """2^15 + 1 channels make two groups, (0, 2^15) and (2^15, 2^15 + 1), as one group does."""
+    """2^15 + 1 channels make two groups, (0, 2^15) and (2^15, 2^15 + 1), as one group does;
+    so do 2^15 + 40 channels in 8 rows (enough rows for numexpr's fold of short rows, which the
+    second group, a view of 40 channels, must not take: it left dx unwritten)."""
     whole = compiled(generated(symbn.LayerSpec(), backend))
     whole["GROUP"] = 1 << 16
     cut = compiled(generated(symbn.LayerSpec(), backend))
-    dy, x, params, _ = inputs(symbn.LayerSpec(), (3, (1 << 15) + 1), -1, seed=13)
-    assert [(k.start, k.stop) for k in cut["_groups"](x.reshape(3, -1, 1))] == \
-        [(0, 1 << 15), (1 << 15, (1 << 15) + 1)]
-    for a, b in zip(whole["backward"](dy, x, *params), cut["backward"](dy, x, *params),
-                    strict=True):
-        np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-13)
+    for rows, extra in ((3, 1), (8, 40)):
+        dy, x, params, _ = inputs(symbn.LayerSpec(), (rows, (1 << 15) + extra), -1, seed=13)
+        assert [(k.start, k.stop) for k in cut["_groups"](x.reshape(rows, -1, 1))] == \
+            [(0, 1 << 15), (1 << 15, (1 << 15) + extra)]
+        for a, b in zip(whole["backward"](dy, x, *params), cut["backward"](dy, x, *params),
+                        strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-13)
 
 
 def test_errors_name_the_channel_counted_over_all_groups(generated, backend):
