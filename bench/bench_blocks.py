@@ -1,0 +1,90 @@
+"""Per-block costs behind the generated code's choices (README, "How it is generated").
+
+Run ``python bench/bench_blocks.py`` (about 15 s). With warm caches, medians of 30 calls:
+
+1. ns per element for one channel sum over a float64 (P, C, Q) block: NumPy's own
+   ``np.add.reduce`` over axes (0, 2), against the generated ``_block_sum`` (its route depends
+   on the block: along long rows of Q, down P for short ones, folded rows for narrow ones);
+2. ms to write a per-channel value out to a (2^17, 2, 1) block: a broadcast copy, against
+   ``_by_block``'s copy of one row of P, doubled;
+3. the share of the sums sweep (``_pilot`` and ``_centred_sums``) in one float32 backward.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+import symbn
+from symbn.codegen import load
+
+BLOCKS = ((1024, 64, 4), (8192, 8, 4), (128, 16, 49), (1, 64, 3136), (4096, 64, 1),
+          (131072, 2, 1))
+
+
+def median_ms(fn: Callable[[], object], repeats: int = 30) -> float:
+    fn()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return float(np.median(samples)) * 1e3
+
+
+def sums_table(module) -> list[str]:
+    rows = ["| block (P, C, Q) | np.add.reduce ns/element | _block_sum ns/element |",
+            "|---|---|---|"]
+    rng = np.random.default_rng(0)
+    for shape in BLOCKS:
+        a = rng.standard_normal(shape)
+        ones = np.ones(max(a.size // module.LONG, module.LONG))
+        plain = median_ms(lambda a=a: np.add.reduce(a, axis=(0, 2)))
+        ours = median_ms(lambda a=a, ones=ones: module._block_sum(a, None, ones))
+        rows.append(f"| {shape} | {plain * 1e6 / a.size:.2f} | {ours * 1e6 / a.size:.2f} |")
+    return rows
+
+
+def write_out_line(module) -> str:
+    a3 = np.empty((1 << 19, 2, 1))
+    blocks = module._blocks(a3)
+    v = np.arange(1.0, 3.0).reshape(1, -1, 1)
+    shape = a3[blocks[0]].shape
+    broadcast = median_ms(lambda: np.ascontiguousarray(np.broadcast_to(v, shape)))
+    doubling = median_ms(lambda: module._by_block(v, blocks, a3))
+    return (f"write-out to a {shape} block: broadcast copy {broadcast:.2f} ms, "
+            f"_by_block (one row, doubled) {doubling:.2f} ms")
+
+
+def sums_share_line(module, shape: tuple[int, ...], axis: int) -> str:
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    order = tuple(range(x.ndim))
+    x3, dy3 = (module._channels(v, axis % x.ndim, order) for v in (x, dy))
+    dx3 = np.empty_like(x3)
+    blocks = module._blocks(x3)
+
+    def sweep():
+        return module._centred_sums(x3, module._pilot(x3), blocks, dy3, keep=dx3)
+    whole = median_ms(lambda: module.backward(dy, x, np.ones(shape[axis], np.float32),
+                                              axis=axis))
+    sums = median_ms(sweep)
+    return (f"float32 {shape} axis={axis}: backward {whole:.2f} ms, of which the sums sweep "
+            f"{sums:.2f} ms ({sums / whole:.0%}); {whole * 1e6 / x.size:.1f} ns per element")
+
+
+def main() -> None:
+    module = load(symbn.LayerSpec())
+    print(f"symbn {symbn.__version__}, numpy {np.__version__}\n")
+    print("\n".join(sums_table(module)))
+    print()
+    print(write_out_line(module))
+    for shape, axis in (((256, 1024), -1), ((32, 64, 56, 56), 1)):
+        print(sums_share_line(module, shape, axis))
+
+
+if __name__ == "__main__":
+    main()
