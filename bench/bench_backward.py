@@ -1,6 +1,6 @@
 """Speed, memory and float32 accuracy of symbn's generated batch-norm backward.
 
-Run ``python bench/bench_backward.py`` (about 85 s) or ``--quick`` (fewer repeats).
+Run ``python bench/bench_backward.py`` (about 90 s) or ``--quick`` (fewer repeats).
 Every ratio in a table is measured in this one run, on this machine:
 
 * ``vs textbook``: time of the plain NumPy closed form (mean, var, x̂, then the formula, as
