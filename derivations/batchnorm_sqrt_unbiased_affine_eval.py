@@ -198,8 +198,7 @@ def _block_sum(a, b, ones):
     n_p, n_c, n_q = a.shape
     if n_q >= LONG:
         return a.sum(axis=2).sum(axis=0) if b is None else np.vecdot(a, b).sum(axis=0)
-    fold = -(-LONG // (n_c * n_q))
-    even = n_p - n_p % fold
+    fold, even = _fold(n_p, n_c * n_q)
     if 0 < even < n_p:
         parts = (slice(None, even), slice(even, None))
         head, tail = (_block_sum(a[s], None if b is None else b[s], ones) for s in parts)
@@ -216,6 +215,16 @@ def _block_sum(a, b, ones):
     if fold > 1:
         per_q = ones[:fold] @ per_q.reshape(fold, -1)
     return per_q if n_q == 1 else per_q.reshape(n_c, n_q) @ ones[:n_q]
+
+
+def _fold(n_p, k):
+    """How many rows of k elements to read as one, and how many of n_p rows that covers.
+
+    A folded row holds at least LONG elements; the rows covered are a multiple of the fold, and
+    the rows left over go on their own.
+    """
+    fold = -(-LONG // k)
+    return fold, n_p - n_p % fold
 
 
 def _by_block(v, blocks, a3):

@@ -33,8 +33,7 @@ def _block_sum(a, b, ones):
     n_p, n_c, n_q = a.shape
     if n_q >= LONG:
         return a.sum(axis=2).sum(axis=0) if b is None else np.vecdot(a, b).sum(axis=0)
-    fold = -(-LONG // (n_c * n_q))
-    even = n_p - n_p % fold
+    fold, even = _fold(n_p, n_c * n_q)
     if 0 < even < n_p:
         parts = (slice(None, even), slice(even, None))
         head, tail = (_block_sum(a[s], None if b is None else b[s], ones) for s in parts)
@@ -51,6 +50,16 @@ def _block_sum(a, b, ones):
     if fold > 1:
         per_q = ones[:fold] @ per_q.reshape(fold, -1)
     return per_q if n_q == 1 else per_q.reshape(n_c, n_q) @ ones[:n_q]
+
+
+def _fold(n_p, k):
+    """How many rows of k elements to read as one, and how many of n_p rows that covers.
+
+    A folded row holds at least LONG elements; the rows covered are a multiple of the fold, and
+    the rows left over go on their own.
+    """
+    fold = -(-LONG // k)
+    return fold, n_p - n_p % fold
 
 
 def _by_block(v, blocks, a3):
@@ -291,8 +300,7 @@ def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
         return out3
     values = {k: np.repeat(v, n_q, axis=2).reshape(1, -1) for k, v in values.items()}
     whole = all(a.flags.c_contiguous for a in (out3, *arrays.values()))  # not a group's view
-    fold = -(-LONG // (n_c * n_q)) if whole else 1  # rows read as one where C·Q is short
-    even = n_p - n_p % fold
+    fold, even = _fold(n_p, n_c * n_q) if whole else (1, n_p)  # see _block_sum
     for rows, f in ((slice(None, even), fold), (slice(even, None), 1)):
         out = out3[rows].view()
         out.shape = (-1, f * n_c * n_q)  # raises rather than copy: numexpr must write in out3
