@@ -81,8 +81,8 @@ class Plan:
     c_in_a_b
         c written in a and b (:data:`A`, :data:`B`), ``-(a*sum_g/m + b*delta)``, where that is
         proven (in each branch): Σ dx = 0 when the layer takes its own batch's mean, since x̂
-        does not change when x shifts. Four operations per channel instead of about ten.
-        ``None`` where it does not hold.
+        does not change when x shifts. Five operations per channel instead of about ten.
+        ``None`` where it does not hold, and in evaluation mode.
 
     """
 
@@ -187,6 +187,7 @@ def build_plan(spec: LayerSpec) -> Plan:
                          facts_x))
 
     backward: dict[str, Coefficients | sp.Expr] = {}
+    c_in_a_b = None
     for w in d.wrt:
         value = _named_sums(_shifted(d.closed_symbolic[w], center), facts_xs)
         if w != "x":
@@ -221,7 +222,7 @@ def build_plan(spec: LayerSpec) -> Plan:
     if bad:
         raise ProofError("; ".join(f"{p.claim}: residual {p.residual}" for p in bad))
     return Plan(d, center, delta, variance, _definitions(d), forward, backward, tuple(proofs),
-                c_in_a_b if spec.uses_batch_statistics else None)
+                c_in_a_b)
 
 
 def _c_in_a_b(branches: list[Coefficients]) -> tuple[sp.Expr | None, list[Proof]]:
