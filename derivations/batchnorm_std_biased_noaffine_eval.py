@@ -216,6 +216,14 @@ def _block_sum(a, b, ones):
     return per_q if n_q == 1 else per_q.reshape(n_c, n_q) @ ones[:n_q]
 
 
+def _ones(size):
+    """The 1.0s :func:`_block_sum` needs for blocks of at most ``size`` elements.
+
+    After the fold a block has at most size / LONG rows, and fold and Q are at most LONG.
+    """
+    return np.ones(max(size // LONG, LONG))
+
+
 def _fold(n_p, k):
     """How many rows of k elements to read as one, and how many of n_p rows that covers.
 
@@ -267,7 +275,7 @@ def _sums(x3, shift, blocks, dy3=None, squares=True, keep=None):
     xs_space = np.empty(size, x3.dtype) if keep is None else None
     xs_wide_space = np.empty(size) if narrow else None
     dy_wide_space = np.empty(size) if narrow and dy3 is not None else None
-    ones = np.ones(max(size // LONG, LONG))  # enough for any block's sums (see _block_sum)
+    ones = _ones(size)
     for (p, c, q), centre in zip(blocks, _by_block(shift, blocks, x3), strict=True):
         xb = x3[p, c, q]
         xs = xs_space[: xb.size].reshape(xb.shape) if keep is None else keep[p, c, q]

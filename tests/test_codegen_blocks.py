@@ -20,6 +20,11 @@ def ns():
     return compiled(codegen.generate_module(symbn.LayerSpec()))
 
 
+def channel(a, k, axis):
+    """Channel k of ``a`` (channels along ``axis``), flattened."""
+    return np.take(a, k, axis=axis).ravel()
+
+
 def exact_sums(a, b=None):
     """Per-channel Σ a (or Σ a·b) of a (P, C, Q) array, correctly rounded (math.fsum)."""
     terms = a if b is None else a * b  # float64 products: rounding far below the bound used
@@ -90,10 +95,10 @@ def test_narrow_float64_blocks_sum_constant_dy_accurately(ns, shape, axis):
     dy = np.full_like(x, 0.1)
     dx, dgamma, dbeta = ns["backward"](dy, x, np.ones(shape[axis]), axis=axis)
     for k in range(shape[axis]):
-        xk, gk = np.take(x, k, axis=axis).ravel(), np.take(dy, k, axis=axis).ravel()
+        xk, gk = channel(x, k, axis), channel(dy, k, axis)
         truth, sum_g_xhat, sum_g, r = channel_truth(xk, gk)
         scale = np.linalg.norm(gk)
-        assert np.linalg.norm(np.take(dx, k, axis=axis).ravel() - truth) <= 1e-13 * scale * float(r)
+        assert np.linalg.norm(channel(dx, k, axis) - truth) <= 1e-13 * scale * float(r)
         assert abs(dbeta[k] - sum_g) <= 1e-13 * scale * np.sqrt(xk.size)
         assert abs(dgamma[k] - sum_g_xhat) <= 1e-13 * scale * np.sqrt(xk.size)
 
@@ -111,8 +116,8 @@ def test_narrow_rows_with_rows_left_over_a_fold_are_all_computed(backend, shape,
     dy = rng.standard_normal(shape)
     dx, _, dbeta = module.backward(dy, x, np.ones(shape[axis]), axis=axis)
     for k in range(shape[axis]):
-        xk, gk = np.take(x, k, axis=axis).ravel(), np.take(dy, k, axis=axis).ravel()
+        xk, gk = channel(x, k, axis), channel(dy, k, axis)
         truth, _, sum_g, r = channel_truth(xk, gk)
         scale = np.linalg.norm(gk) * float(r)
-        assert np.abs(np.take(dx, k, axis=axis).ravel() - truth).max() <= 1e-14 * scale
+        assert np.abs(channel(dx, k, axis) - truth).max() <= 1e-14 * scale
         assert abs(dbeta[k] - sum_g) <= 1e-14 * np.linalg.norm(gk) * np.sqrt(xk.size)
