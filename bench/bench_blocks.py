@@ -5,8 +5,9 @@ Run ``python bench/bench_blocks.py`` (about 5 s). With warm caches, medians of 3
 1. ns per element for one channel sum over a float64 (P, C, Q) block: NumPy's own
    ``np.add.reduce`` over axes (0, 2), against the generated ``_block_sum`` (its route depends
    on the block: along long rows of Q, down P for short ones, folded rows for narrow ones);
-2. ms to write a per-channel value out to a (2^17, 2, 1) block: a broadcast copy, against
-   ``_by_block``'s copy of one row of P, doubled;
+2. ms for a multiply by a per-channel value over a block: broadcast, against the value
+   written out to the whole block, and to the few rows ``_by_block`` writes out, which
+   ``_rows`` reads down the block's rows as one long row (with what each write-out costs);
 3. the share of the sums sweep (``_pilot`` and ``_centred_sums``) in one float32 backward.
 """
 
@@ -22,6 +23,10 @@ from symbn.codegen import load
 
 BLOCKS = ((1024, 64, 4), (8192, 8, 4), (128, 16, 49), (1, 64, 3136), (4096, 64, 1),
           (131072, 2, 1))
+# arrays whose first block takes the per-channel multiply (as (P, C, Q): axis=1 NCHW is
+# (N, C, H·W), (N, D) with axis=-1 is (N, D, 1))
+ARRAYS = ((4096, 1024, 1), (256, 1024, 1), (1 << 20, 2, 1), (512, 256, 4), (256, 512, 49),
+          (32, 64, 3136))
 
 
 def median_ms(fn: Callable[[], object], repeats: int = 30) -> float:
@@ -47,15 +52,36 @@ def sums_table(module) -> list[str]:
     return rows
 
 
-def write_out_line(module) -> str:
-    a3 = np.empty((1 << 19, 2, 1))
+def per_channel_times(module, shape: tuple[int, int, int]) -> tuple[tuple[int, ...], list[float]]:
+    """The first block of a (P, C, Q) array, and ms for a multiply by a per-channel value over
+    it: broadcast; written out to the whole block (and that write-out); written out by
+    ``_by_block`` and read through ``_rows`` (and that write-out)."""
+    a3 = np.ones(shape)
     blocks = module._blocks(a3)
-    v = np.arange(1.0, 3.0).reshape(1, -1, 1)
-    shape = a3[blocks[0]].shape
-    broadcast = median_ms(lambda: np.ascontiguousarray(np.broadcast_to(v, shape)))
-    doubling = median_ms(lambda: module._by_block(v, blocks, a3))
-    return (f"write-out to a {shape} block: broadcast copy {broadcast:.2f} ms, "
-            f"_by_block (one row, doubled) {doubling:.2f} ms")
+    p, c, q, r = blocks[0]
+    block = a3[p, c, q]
+    out = np.empty_like(block)
+    v = np.linspace(1.0, 2.0, shape[1]).reshape(1, -1, 1)
+    whole = np.ascontiguousarray(np.broadcast_to(v, block.shape))
+    pattern = module._by_block(v, blocks[:1], a3)[0]
+    rows_in, rows_out = module._rows(block, r), module._rows(out, r)
+    return block.shape, [
+        median_ms(lambda: np.multiply(block, v, out=out)),
+        median_ms(lambda: np.multiply(block, whole, out=out)),
+        median_ms(lambda: np.ascontiguousarray(np.broadcast_to(v, block.shape))),
+        median_ms(lambda: np.multiply(rows_in, pattern, out=rows_out)),
+        median_ms(lambda: module._by_block(v, blocks[:1], a3))]
+
+
+def per_channel_table(module) -> list[str]:
+    rows = ["| array (P, C, Q), float64 | block | broadcast (1, C, 1) | whole block written out "
+            "(its write-out) | _by_block rows, read by _rows (their write-out) |",
+            "|---|---|---|---|---|"]
+    for shape in ARRAYS:
+        block, t = per_channel_times(module, shape)
+        rows.append(f"| {shape} | {block} | {t[0]:.3f} ms | {t[1]:.3f} ms ({t[2]:.3f}) | "
+                    f"{t[3]:.3f} ms ({t[4]:.3f}) |")
+    return rows
 
 
 def sums_share_line(module, shape: tuple[int, ...], axis: int) -> str:
@@ -81,7 +107,8 @@ def main() -> None:
     print(f"symbn {symbn.__version__}, numpy {np.__version__}\n")
     print("\n".join(sums_table(module)))
     print()
-    print(write_out_line(module))
+    print("\n".join(per_channel_table(module)))
+    print()
     for shape, axis in (((256, 1024), -1), ((32, 64, 56, 56), 1)):
         print(sums_share_line(module, shape, axis))
 

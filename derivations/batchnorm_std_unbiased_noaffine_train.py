@@ -40,6 +40,7 @@ BLOCK_SIZE = 1 << 18  # elements per block at most (found fastest on a 2-core VM
 ONE_BLOCK = 1 << 14  # elements: an array this small goes in one block (fewer NumPy calls)
 GROUP = 1 << 15  # channels at most in a group, computed end to end (see _groups)
 LONG = 1 << 7  # elements: a run this long is summed along itself (see _block_sum)
+RUN = 1 << 14  # elements at least in a row of per-channel values written out (see _by_block)
 
 
 def _layout(x, axis):
@@ -159,20 +160,49 @@ def _groups(a3):
 
 
 def _blocks(a3):
-    """``(p, c, q)`` slice triples that cut a (P, C, Q) array into blocks.
+    """``(p, c, q, r)``: slices that cut a (P, C, Q) array into blocks, and how to read each.
 
     A block holds at most BLOCK_SIZE elements and a quarter of the array, so that scratch space
     stays small, unless the whole array is at most ONE_BLOCK elements (a row of Q is cut too
     when it is longer). Every pass over the data goes block by block, so that the several
     NumPy calls made on one block find it in cache and only the first one reads it from memory.
+    Where a block holds whole rows of P (all of C and Q), r > 0 is a number of rows making at
+    least RUN elements (or all the block's rows) and divides the block's rows, so that the
+    block can be read as rows of r·C·Q elements (see :func:`_rows`); the rows left over a
+    multiple of r at the end of the array go in a block of their own, with r its rows.
+    Otherwise r = 0.
     """
     n_p, n_c, n_q = a3.shape
     size = max(1, min(BLOCK_SIZE, a3.size if a3.size <= ONE_BLOCK else a3.size // 4))
     qb = min(n_q, size)
     cb = max(1, min(n_c, size // qb))
     pb = max(1, size // (qb * cb))
-    return [(slice(p, p + pb), slice(c, c + cb), slice(q, q + qb))
-            for p in range(0, n_p, pb) for c in range(0, n_c, cb) for q in range(0, n_q, qb)]
+    if qb < n_q or cb < n_c:
+        return [(slice(p, p + pb), slice(c, c + cb), slice(q, q + qb), 0)
+                for p in range(0, n_p, pb) for c in range(0, n_c, cb) for q in range(0, n_q, qb)]
+    r = min(pb, -(-RUN // (n_c * n_q))) if a3.flags.c_contiguous else 1  # see _rows
+    pb -= pb % r
+    blocks = []
+    for p in range(0, n_p, pb):
+        rows = min(pb, n_p - p)
+        even = rows - rows % r
+        if even:
+            blocks.append((slice(p, p + even), slice(None), slice(None), r))
+        if even < rows:
+            blocks.append((slice(p + even, p + rows), slice(None), slice(None), rows - even))
+    return blocks
+
+
+def _rows(b, r):
+    """A block ``b`` of whole rows read as rows of r of its rows each (a view); b if r = 0.
+
+    Raises rather than copy: the rows of a group of channels are not adjacent (r is 1 there).
+    """
+    if not r:
+        return b
+    b = b.view()
+    b.shape = (-1, r * b.shape[1] * b.shape[2])
+    return b
 
 
 # below these a per-channel coefficient loses digits in the dtype (see _split)
@@ -238,27 +268,30 @@ def _fold(n_p, k):
 
 
 def _by_block(v, blocks, a3):
-    """Per-channel ``v``, shaped (1, C, 1), cut to each block's channels.
+    """Per-channel ``v``, shaped (1, C, 1), for each block of a3, to go with :func:`_rows`.
 
-    When every block holds the same channels and there are at least four blocks, ``v`` is
-    written out to a whole block (at most a quarter of the array) instead of broadcast: NumPy
-    reads a broadcast operand at about half the speed of a plain one. One row of P is written
-    out, then copied to the next rows, doubling: NumPy writes a short run of Q element by
-    element (a broadcast to (2^17, 2, 1) took 1.3 ms, the doubling 0.1 ms).
+    For blocks of whole rows (r > 0), ``v`` is written out to r rows of P and read as one row
+    of r·C·Q elements, which NumPy reads down the block's rows in long runs and which stays in
+    cache: broadcast, NumPy takes a per-channel value along short runs (of Q, or of C·Q down the
+    rows) at a fraction of its speed. One row is written out, then copied to the next rows,
+    doubling (NumPy writes a short run of Q element by element). A block of whole rows takes
+    r·C·Q elements (RUN or so), where writing it out to the whole block took a quarter of the
+    array and, in new memory on every call, a page fault every 4 KiB. Other blocks take ``v``
+    broadcast.
     """
     if v is None:
         return [None] * len(blocks)
-    p0, c0, q0 = blocks[0]
-    if len(blocks) < 4 or any(c != c0 for _, c, _ in blocks):
-        return [v[:, c] for _, c, _ in blocks]
-    whole = np.empty(a3[p0, c0, q0].shape, v.dtype)
-    np.copyto(whole[:1], v[:, c0])
+    rows = max(r for *_, r in blocks)
+    if not rows:
+        return [v[:, c] for _, c, _, _ in blocks]
+    pattern = np.empty((rows, *a3.shape[1:]), v.dtype)
+    np.copyto(pattern[:1], v)
     done = 1
-    while done < len(whole):
-        more = min(done, len(whole) - done)
-        whole[done : done + more] = whole[:more]
+    while done < rows:
+        more = min(done, rows - done)
+        pattern[done : done + more] = pattern[:more]
         done += more
-    return [whole[: a3[p, c0, q].shape[0], :, : a3[p, c0, q].shape[2]] for p, _, q in blocks]
+    return [pattern[:r].reshape(1, -1) for *_, r in blocks]
 
 
 def _sums(x3, shift, blocks, dy3=None, squares=True, keep=None):
@@ -273,16 +306,16 @@ def _sums(x3, shift, blocks, dy3=None, squares=True, keep=None):
     """
     n_c = x3.shape[1]
     totals = np.zeros((4, n_c))
-    size = x3[blocks[0]].size
+    size = x3[blocks[0][:3]].size
     narrow = x3.dtype != np.float64
     xs_space = np.empty(size, x3.dtype) if keep is None else None
     xs_wide_space = np.empty(size) if narrow else None
     dy_wide_space = np.empty(size) if narrow and dy3 is not None else None
     ones = _ones(size)
-    for (p, c, q), centre in zip(blocks, _by_block(shift, blocks, x3), strict=True):
+    for (p, c, q, r), centre in zip(blocks, _by_block(shift, blocks, x3), strict=True):
         xb = x3[p, c, q]
         xs = xs_space[: xb.size].reshape(xb.shape) if keep is None else keep[p, c, q]
-        np.subtract(xb, centre, out=xs)
+        np.subtract(_rows(xb, r), centre, out=_rows(xs, r))
         if narrow:
             xs_wide = xs_wide_space[: xb.size].reshape(xb.shape)
             np.copyto(xs_wide, xs)
@@ -376,7 +409,7 @@ def _running_shift(x3, running_mean, blocks, first=0):
     if near.any():
         over = np.isinf(shift) & near
         with np.errstate(over="ignore", invalid="ignore"):
-            for p, c, q in blocks:
+            for p, c, q, _ in blocks:
                 if near[:, c].any():
                     xb = x3[p, c, q]
                     beyond = np.isinf(xb - shift[:, c]) & np.isfinite(xb)
@@ -417,22 +450,22 @@ def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
     :func:`_split`); a term whose coefficient is None is left out.
     """
     both = a is not None and b is not None
-    scratch = np.empty(out3[blocks[0]].size, out3.dtype) if both else None
+    scratch = np.empty(out3[blocks[0][:3]].size, out3.dtype) if both else None
     b, scale = (None, None) if b is None else _split(b, out3.dtype)
     scales = _by_block(scale, blocks, out3)
     per_block = zip(blocks, *(_by_block(v, blocks, out3) for v in (a, shift, b, c)), scales,
                     strict=True)
-    for (p, k, q), a_k, shift_k, b_k, c_k, s_k in per_block:
-        out = out3[p, k, q]
+    for (p, k, q, r), a_k, shift_k, b_k, c_k, s_k in per_block:
+        out = _rows(out3[p, k, q], r)
         if b is not None:
             if x3 is not None:
-                np.subtract(x3[p, k, q], shift_k, out=out)
+                np.subtract(_rows(x3[p, k, q], r), shift_k, out=out)
             if s_k is not None:
                 out *= s_k
             out *= b_k
         if a is not None:
             term = out if b is None else scratch[: out.size].reshape(out.shape)
-            np.multiply(dy3[p, k, q], a_k, out=term)
+            np.multiply(_rows(dy3[p, k, q], r), a_k, out=term)
             if b is not None:
                 out += term
         if c is not None:

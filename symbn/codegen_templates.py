@@ -13,6 +13,7 @@ BLOCK_SIZE = 1 << 18  # elements per block at most (found fastest on a 2-core VM
 ONE_BLOCK = 1 << 14  # elements: an array this small goes in one block (fewer NumPy calls)
 GROUP = 1 << 15  # channels at most in a group, computed end to end (see _groups)
 LONG = 1 << 7  # elements: a run this long is summed along itself (see _block_sum)
+RUN = 1 << 14  # elements at least in a row of per-channel values written out (see _by_block)
 
 
 def _layout(x, axis):
@@ -132,20 +133,49 @@ def _groups(a3):
 
 
 def _blocks(a3):
-    """``(p, c, q)`` slice triples that cut a (P, C, Q) array into blocks.
+    """``(p, c, q, r)``: slices that cut a (P, C, Q) array into blocks, and how to read each.
 
     A block holds at most BLOCK_SIZE elements and a quarter of the array, so that scratch space
     stays small, unless the whole array is at most ONE_BLOCK elements (a row of Q is cut too
     when it is longer). Every pass over the data goes block by block, so that the several
     NumPy calls made on one block find it in cache and only the first one reads it from memory.
+    Where a block holds whole rows of P (all of C and Q), r > 0 is a number of rows making at
+    least RUN elements (or all the block's rows) and divides the block's rows, so that the
+    block can be read as rows of r·C·Q elements (see :func:`_rows`); the rows left over a
+    multiple of r at the end of the array go in a block of their own, with r its rows.
+    Otherwise r = 0.
     """
     n_p, n_c, n_q = a3.shape
     size = max(1, min(BLOCK_SIZE, a3.size if a3.size <= ONE_BLOCK else a3.size // 4))
     qb = min(n_q, size)
     cb = max(1, min(n_c, size // qb))
     pb = max(1, size // (qb * cb))
-    return [(slice(p, p + pb), slice(c, c + cb), slice(q, q + qb))
-            for p in range(0, n_p, pb) for c in range(0, n_c, cb) for q in range(0, n_q, qb)]
+    if qb < n_q or cb < n_c:
+        return [(slice(p, p + pb), slice(c, c + cb), slice(q, q + qb), 0)
+                for p in range(0, n_p, pb) for c in range(0, n_c, cb) for q in range(0, n_q, qb)]
+    r = min(pb, -(-RUN // (n_c * n_q))) if a3.flags.c_contiguous else 1  # see _rows
+    pb -= pb % r
+    blocks = []
+    for p in range(0, n_p, pb):
+        rows = min(pb, n_p - p)
+        even = rows - rows % r
+        if even:
+            blocks.append((slice(p, p + even), slice(None), slice(None), r))
+        if even < rows:
+            blocks.append((slice(p + even, p + rows), slice(None), slice(None), rows - even))
+    return blocks
+
+
+def _rows(b, r):
+    """A block ``b`` of whole rows read as rows of r of its rows each (a view); b if r = 0.
+
+    Raises rather than copy: the rows of a group of channels are not adjacent (r is 1 there).
+    """
+    if not r:
+        return b
+    b = b.view()
+    b.shape = (-1, r * b.shape[1] * b.shape[2])
+    return b
 '''
 
 

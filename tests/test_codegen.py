@@ -581,8 +581,8 @@ def test_small_arrays_go_in_one_block_and_large_ones_in_quarters(generated):
         a3 = np.empty(shape)
         blocks = ns["_blocks"](a3)
         assert len(blocks) >= 4
-        assert max(a3[b].size for b in blocks) <= a3.size // 4
-        assert sum(a3[b].size for b in blocks) == a3.size
+        assert max(a3[b[:3]].size for b in blocks) <= a3.size // 4
+        assert sum(a3[b[:3]].size for b in blocks) == a3.size
 
 
 @pytest.mark.parametrize("dtype, bound", [(np.float64, 1e-14), (np.float32, 1.5e-7)])

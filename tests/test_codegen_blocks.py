@@ -70,19 +70,39 @@ def test_block_sums_of_a_block_that_is_not_contiguous(ns):
     np.testing.assert_allclose(ns["_block_sum"](a, b, ones), exact_sums(a, b), rtol=1e-13)
 
 
-@pytest.mark.parametrize("shape", [(4099, 3, 1), (37, 5, 4), (2, 6, 300)], ids=str)
-def test_values_written_out_per_block_equal_the_broadcast_values(ns, shape, monkeypatch):
-    """_by_block writes a per-channel value out to a block by doubling rows: every block gets
-    the value of its own channels, the ragged last block too."""
+@pytest.mark.parametrize("shape, channels", [
+    ((4099, 3, 1), None),  # narrow rows: blocks of r rows and the rows left over
+    ((37, 5, 4), None),
+    ((1000, 2, 2), None),
+    ((2, 6, 300), None),  # a block cannot hold a whole row: blocks of some channels (r = 0)
+    ((300, 9, 3), slice(2, 6)),  # a group of channels: rows not adjacent (r = 1)
+], ids=str)
+def test_blocks_cover_the_array_and_carry_their_channels_values(ns, shape, channels, monkeypatch):
+    """_blocks cuts an array into blocks that cover every element once; each block read
+    through _rows is a view of the array (no copy to write into by mistake), and the values
+    _by_block gives it are those of each element's channel, the ragged last block's too."""
     monkeypatch.setitem(ns, "ONE_BLOCK", 1)
     monkeypatch.setitem(ns, "BLOCK_SIZE", 1000)
-    a3 = np.empty(shape)
-    v = np.arange(1.0, shape[1] + 1).reshape(1, -1, 1)
+    monkeypatch.setitem(ns, "RUN", 40)
+    whole = np.zeros(shape)
+    a3 = whole if channels is None else whole[:, channels]
+    n_c = a3.shape[1]
+    chan = np.broadcast_to(np.arange(n_c).reshape(1, -1, 1), a3.shape)
+    v = np.arange(1.0, n_c + 1).reshape(1, -1, 1)
     blocks = ns["_blocks"](a3)
     assert len(blocks) >= 4
-    for block, value in zip(blocks, ns["_by_block"](v, blocks, a3), strict=True):
-        np.testing.assert_array_equal(np.broadcast_to(value, a3[block].shape),
-                                      np.broadcast_to(v[:, block[1]], a3[block].shape))
+    assert {r > 0 for *_, r in blocks} == {shape != (2, 6, 300)}
+    assert {r for *_, r in blocks} >= ({1} if channels is not None else set())
+    assert len({r for *_, r in blocks[:-1]}) == 1  # only the last rows may make another r
+    for (p, c, q, r), value in zip(blocks, ns["_by_block"](v, blocks, a3), strict=True):
+        rows = ns["_rows"](a3[p, c, q], r)
+        assert np.shares_memory(rows, a3)
+        rows += 1
+        want = ns["_rows"](np.ascontiguousarray(chan[p, c, q]), r) + 1.0
+        np.testing.assert_array_equal(np.broadcast_to(value, rows.shape), want)
+        if r:
+            assert len(a3[p, c, q]) % r == 0
+    np.testing.assert_array_equal(a3, 1.0)  # every element in exactly one block
 
 
 @pytest.mark.parametrize("shape, axis", [((1 << 17, 3), -1), ((1 << 17, 2, 3), 1)], ids=str)
