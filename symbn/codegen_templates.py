@@ -140,7 +140,7 @@ def _blocks(a3):
     when it is longer). Every pass over the data goes block by block, so that the several
     NumPy calls made on one block find it in cache and only the first one reads it from memory.
     Where a block holds whole rows of P (all of C and Q), r > 0 is a number of rows making at
-    least RUN elements (or all the block's rows) and divides the block's rows, so that the
+    least RUN elements (or a quarter of the block's rows) and divides them, so that the
     block can be read as rows of r·C·Q elements (see :func:`_rows`); the rows left over a
     multiple of r at the end of the array go in a block of their own, with r its rows.
     Otherwise r = 0.
@@ -153,7 +153,7 @@ def _blocks(a3):
     if qb < n_q or cb < n_c:
         return [(slice(p, p + pb), slice(c, c + cb), slice(q, q + qb), 0)
                 for p in range(0, n_p, pb) for c in range(0, n_c, cb) for q in range(0, n_q, qb)]
-    r = min(pb, -(-RUN // (n_c * n_q))) if a3.flags.c_contiguous else 1  # see _rows
+    r = max(1, min(pb // 4, -(-RUN // (n_c * n_q)))) if a3.flags.c_contiguous else 1  # see _rows
     pb -= pb % r
     blocks = []
     for p in range(0, n_p, pb):

@@ -58,3 +58,22 @@ def test_block_costs_script_runs(capsys):
     assert out.count("ns/element") == 2
     assert out.count("\n| (") == len(blocks.BLOCKS) + len(blocks.ARRAYS)
     assert out.count("of which the sums sweep") == 2
+
+
+def test_memory_script_runs_on_small_shapes(capsys, monkeypatch):
+    """bench/bench_memory.py prints a row per backend (inputs and MiB) for the m = 2 shapes and
+    a row per other shape, every figure a positive number (training and evaluation mode)."""
+    path = BENCH.with_name("bench_memory.py")
+    spec = importlib.util.spec_from_file_location("bench_memory", path)
+    memory = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(memory)
+    monkeypatch.setattr(memory, "WIDE", (16, 64))
+    monkeypatch.setattr(memory, "OTHER", (((4, 8), "train"), ((1, 16), "eval")))
+    memory.main()
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ")]
+    backends = 2 if memory.numexpr is not None else 1
+    assert len(rows) == 1 + 2 * backends + 1 + 2  # a head row each, then the figures
+    inputs = [r for r in rows if "inputs |" in r] + rows[-2:]  # MiB rows round tiny shapes to 0
+    figures = [c.split(" (")[0] for r in inputs for c in r.strip("| ").split(" | ")[1:]
+               if c[0].isdigit()]
+    assert len(figures) == 2 * backends + 2 and all(float(f) > 0 for f in figures)
