@@ -1,6 +1,6 @@
 """Per-block costs behind the generated code's choices (README, "How it is generated").
 
-Run ``python bench/bench_blocks.py`` (about 5 s). With warm caches, medians of 30 calls:
+Run ``python bench/bench_blocks.py`` (about 4 s). With warm caches, medians of 30 calls:
 
 1. ns per element for one channel sum over a float64 (P, C, Q) block: NumPy's own
    ``np.add.reduce`` over axes (0, 2), against the generated ``_block_sum`` (its route depends

@@ -77,10 +77,11 @@ def _by_block(v, blocks, a3):
     of r·C·Q elements, which NumPy reads down the block's rows in long runs and which stays in
     cache: broadcast, NumPy takes a per-channel value along short runs (of Q, or of C·Q down the
     rows) at a fraction of its speed. One row is written out, then copied to the next rows,
-    doubling (NumPy writes a short run of Q element by element). A block of whole rows takes
-    r·C·Q elements (RUN or so), where writing it out to the whole block took a quarter of the
-    array and, in new memory on every call, a page fault every 4 KiB. Other blocks take ``v``
-    broadcast.
+    doubling (NumPy writes a short run of Q element by element). The rows written out hold
+    about RUN to 2·RUN elements where a row of P is short (fewer in a small block), and one
+    row where it is longer (a whole block in NCHW, where one image is a block); writing ``v``
+    out to whole blocks took a quarter of the array, in new memory on every call (a page fault
+    every 4 KiB). Blocks with r = 0 (see :func:`_blocks`) take ``v`` broadcast.
     """
     if v is None:
         return [None] * len(blocks)

@@ -139,22 +139,25 @@ def _blocks(a3):
     stays small, unless the whole array is at most ONE_BLOCK elements (a row of Q is cut too
     when it is longer). Every pass over the data goes block by block, so that the several
     NumPy calls made on one block find it in cache and only the first one reads it from memory.
-    Where a block holds whole rows of P (all of C and Q), r > 0 is a number of rows making at
-    least RUN elements (or a quarter of the block's rows) and divides them, so that the
-    block can be read as rows of r·C·Q elements (see :func:`_rows`); the rows left over a
-    multiple of r at the end of the array go in a block of their own, with r its rows.
-    Otherwise r = 0.
+    Where blocks hold whole rows of P (all of C and Q), r > 0 rows make at least RUN elements
+    (or a quarter of a block's rows) and divide a block's rows, so that a block can be read as
+    rows of r·C·Q elements (see :func:`_rows`); the rows left over a multiple of r at the end of
+    the array go in a block of their own, with r its rows. r = 0 (per-channel values broadcast,
+    see :func:`_by_block`) where blocks cut rows, where there is one channel (its value is a
+    scalar), and in an array of one block with fewer than ONE_BLOCK / 4 rows (runs of C·Q of
+    at least 4 elements), where writing values out costs more than it saves.
     """
     n_p, n_c, n_q = a3.shape
     size = max(1, min(BLOCK_SIZE, a3.size if a3.size <= ONE_BLOCK else a3.size // 4))
     qb = min(n_q, size)
     cb = max(1, min(n_c, size // qb))
     pb = max(1, size // (qb * cb))
-    if qb < n_q or cb < n_c:
+    if qb < n_q or cb < n_c or n_c == 1 or (a3.size <= ONE_BLOCK and 4 * n_p < ONE_BLOCK):
         return [(slice(p, p + pb), slice(c, c + cb), slice(q, q + qb), 0)
                 for p in range(0, n_p, pb) for c in range(0, n_c, cb) for q in range(0, n_q, qb)]
     r = max(1, min(pb // 4, -(-RUN // (n_c * n_q)))) if a3.flags.c_contiguous else 1  # see _rows
-    pb -= pb % r
+    per_block = pb // r  # runs of r rows in a block; r grows to fill it (fewer than that lost)
+    r, pb = pb // per_block, pb // per_block * per_block
     blocks = []
     for p in range(0, n_p, pb):
         rows = min(pb, n_p - p)
