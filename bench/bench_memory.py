@@ -1,6 +1,6 @@
 """Peak memory of the generated backward where it is largest: few elements per channel.
 
-Run ``python bench/bench_memory.py`` (about 10 s). Each figure is tracemalloc's peak during one
+Run ``python bench/bench_memory.py`` (about 5 s). Each figure is tracemalloc's peak during one
 call, results included, in input-sized arrays (and MiB), on float32 inputs of standard normal
 data with the default variant (training mode, eps in the root, biased, affine), except the
 m = 1 row, which is in evaluation mode (training needs m >= 2). Memory does not depend on the
