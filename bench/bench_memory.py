@@ -12,12 +12,16 @@ machine, so one run gives the figures; the README quotes them.
 
 from __future__ import annotations
 
-import tracemalloc
+import sys
+from pathlib import Path
 
 import numpy as np
 
 import symbn
 from symbn.codegen import load
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_backward import peak_arrays  # the same peak as the speed table's
 
 try:
     import numexpr
@@ -37,14 +41,8 @@ def peak(module, shape: tuple[int, ...], mode: str) -> tuple[float, float]:
     gamma = np.ones(shape[-1], np.float32)
     stats = (np.zeros(shape[-1], np.float32), np.ones(shape[-1], np.float32))
     args = (dy, x, gamma, *stats) if mode == "eval" else (dy, x, gamma)
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        module.backward(*args)
-        top = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
-    return top / x.nbytes, top / 2**20
+    inputs = peak_arrays(lambda: module.backward(*args), x.nbytes)
+    return inputs, inputs * x.nbytes / 2**20
 
 
 def modules(mode: str) -> dict[str, object]:

@@ -314,8 +314,7 @@ def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
     whole = all(a.flags.c_contiguous for a in (out3, *arrays.values()))  # not a group's view
     fold, even = _fold(n_p, n_c * n_q) if whole else (1, n_p)  # see _block_sum
     for rows, f in ((slice(None, even), fold), (slice(even, None), 1)):
-        out = out3[rows].view()
-        out.shape = (-1, f * n_c * n_q)  # raises rather than copy: numexpr must write in out3
+        out = _rows(out3[rows], f)  # raises rather than copy: numexpr must write in out3
         if out.size:
             ne.evaluate(expression, out=out, local_dict={
                 **{k: v[rows].reshape(out.shape) for k, v in arrays.items()},
