@@ -209,8 +209,9 @@ def _rows(b, r):
 # below these a per-channel coefficient loses digits in the dtype (see _split)
 TINY = {np.dtype(np.float32): np.finfo(np.float32).tiny / np.finfo(np.float32).eps,
         np.dtype(np.float64): np.finfo(np.float64).tiny / np.finfo(np.float64).eps}
-# spread of a channel (|x - mean|) beyond which x - mean (float32) or r**3 (float64) overflows
-SPREAD = {np.dtype(np.float32): float(np.finfo(np.float32).max), np.dtype(np.float64): 1e100}
+# root-mean-square spread of a channel (|x - mean|) beyond which x - mean overflows (float32),
+# or its square does (float64: the sum of squares of up to 1e8 elements stays finite)
+SPREAD = {np.dtype(np.float32): float(np.finfo(np.float32).max), np.dtype(np.float64): 1e150}
 # x - shift (both in x's dtype) cannot overflow where |shift| is below half a unit in the last
 # place of the dtype's largest number (2**128 - 2**104 in float32), as |x| is at most that number
 SAFE_SHIFT = {np.dtype(np.float32): 2.0 ** 103, np.dtype(np.float64): 2.0 ** 970}
@@ -545,7 +546,7 @@ def _backward_channels(k, dy3, x3, dx3, gamma, eps):
     r = 1/np.sqrt(eps + var)
     t0 = delta*sum_g - sum_g_xs
     a = gamma*r
-    b = gamma*(r**2*r)*t0/m
+    b = gamma*t0/m*r*r*r
     dgamma = -r*t0
     dbeta = sum_g
     # dx sums to 0 over each channel: c follows from a and b (symbn proved it)

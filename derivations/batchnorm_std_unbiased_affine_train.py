@@ -213,8 +213,9 @@ def _rows(b, r):
 # below these a per-channel coefficient loses digits in the dtype (see _split)
 TINY = {np.dtype(np.float32): np.finfo(np.float32).tiny / np.finfo(np.float32).eps,
         np.dtype(np.float64): np.finfo(np.float64).tiny / np.finfo(np.float64).eps}
-# spread of a channel (|x - mean|) beyond which x - mean (float32) or r**3 (float64) overflows
-SPREAD = {np.dtype(np.float32): float(np.finfo(np.float32).max), np.dtype(np.float64): 1e100}
+# root-mean-square spread of a channel (|x - mean|) beyond which x - mean overflows (float32),
+# or its square does (float64: the sum of squares of up to 1e8 elements stays finite)
+SPREAD = {np.dtype(np.float32): float(np.finfo(np.float32).max), np.dtype(np.float64): 1e150}
 # x - shift (both in x's dtype) cannot overflow where |shift| is below half a unit in the last
 # place of the dtype's largest number (2**128 - 2**104 in float32), as |x| is at most that number
 SAFE_SHIFT = {np.dtype(np.float32): 2.0 ** 103, np.dtype(np.float64): 2.0 ** 970}
@@ -552,7 +553,7 @@ def _backward_channels(k, dy3, x3, dx3, gamma, eps):
     sigma_nz = np.where(sigma > 0, sigma, 1.0)  # sigma == 0: limit below
     t0 = delta*sum_g - sum_g_xs
     a = gamma*r
-    b = np.where(sigma > 0, gamma*(r**2*r)*t0*(eps + sigma_nz)/(sigma_nz*(m - 1)), 0)
+    b = np.where(sigma > 0, gamma*t0*(eps + sigma_nz)/(sigma_nz*(m - 1))*r*r*r, 0)
     dgamma = -r*t0
     dbeta = sum_g
     # dx sums to 0 over each channel: c follows from a and b (symbn proved it)

@@ -103,6 +103,30 @@ class BatchNumPyPrinter(NumPyPrinter):
             return f"({base}**2*{base})"
         return str(super()._print_Pow(expr, rational=rational))
 
+    def _print_Mul(self, expr: sp.Mul) -> str:
+        """A product with a cube (or higher power) of a symbol multiplies it in last.
+
+        A factor at a time: ``gamma*t0/m*r*r*r``, never ``gamma*(r**2*r)*t0/m``. The power
+        alone can overflow where the product does not: with ε = 1e-300, r = 1/√ε is 1e150 and
+        r³ is inf, while a constant channel's t0 is 0, and ``inf*0`` gave NaN for a finite
+        gradient. Taken left to right, ``0*r`` stays 0. The product is the same expression.
+
+        >>> r, s, t = sp.symbols("r s t")
+        >>> BatchNumPyPrinter().doprint(2*s*t*r**3/(s + 1)), BatchNumPyPrinter().doprint(r**2*s)
+        ('2*s*t/(s + 1)*r*r*r', 'r**2*s')
+        """
+        powers = [f for f in expr.args if isinstance(f, sp.Pow) and f.base.is_Symbol
+                  and f.exp.is_Integer and f.exp > 2]
+        if not powers:
+            return str(super()._print_Mul(expr))
+        rest = sp.Mul(*(f for f in expr.args if f not in powers))
+        factors = [self.parenthesize(p.base, sp.printing.precedence.PRECEDENCE["Mul"])
+                   for p in sorted(powers, key=sp.default_sort_key) for _ in range(int(p.exp))]
+        if rest == 1:
+            return "*".join(factors)
+        head = self.parenthesize(rest, sp.printing.precedence.PRECEDENCE["Mul"], strict=True)
+        return "*".join([head, *factors])
+
     def _print_StrictGreaterThan(self, expr: sp.Expr) -> str:
         """``a > b`` as an operator, which numexpr and NumPy both read."""
         return f"{self._print(expr.lhs)} > {self._print(expr.rhs)}"
