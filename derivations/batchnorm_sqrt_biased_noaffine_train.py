@@ -534,7 +534,7 @@ def _backward_channels(k, dy3, x3, dx3, eps):
     var = np.maximum(var, 0.0)  # rounding must not make it negative
     r = 1/np.sqrt(eps + var)
     a = r
-    b = (delta*sum_g - sum_g_xs)/m*r*r*r
+    b = 1/m*(r*(r*(r*(delta*sum_g - sum_g_xs))))
     # dx sums to 0 over each channel: c follows from a and b (symbn proved it)
     c = -(a/m)*sum_g - b*delta
     a = a.astype(x3.dtype)

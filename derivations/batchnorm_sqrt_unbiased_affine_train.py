@@ -547,7 +547,7 @@ def _backward_channels(k, dy3, x3, dx3, gamma, eps):
     r = 1/np.sqrt(eps + var)
     t0 = delta*sum_g - sum_g_xs
     a = gamma*r
-    b = gamma*t0/(m - 1)*r*r*r
+    b = gamma/(m - 1)*(r*(r*(r*t0)))
     dgamma = -r*t0
     dbeta = sum_g
     # dx sums to 0 over each channel: c follows from a and b (symbn proved it)

@@ -553,7 +553,7 @@ def _backward_channels(k, dy3, x3, dx3, gamma, eps):
     sigma_nz = np.where(sigma > 0, sigma, 1.0)  # sigma == 0: limit below
     t0 = delta*sum_g - sum_g_xs
     a = gamma*r
-    b = np.where(sigma > 0, gamma*t0*(eps + sigma_nz)/(sigma_nz*(m - 1))*r*r*r, 0)
+    b = np.where(sigma > 0, gamma*(eps + sigma_nz)/(sigma_nz*(m - 1))*(r*(r*(r*t0))), 0)
     dgamma = -r*t0
     dbeta = sum_g
     # dx sums to 0 over each channel: c follows from a and b (symbn proved it)

@@ -541,7 +541,10 @@ def _backward_channels(k, dy3, x3, dx3, eps):
     r = 1/(eps + sigma)
     sigma_nz = np.where(sigma > 0, sigma, 1.0)  # sigma == 0: limit below
     a = r
-    b = np.where(sigma > 0, (eps + sigma_nz)*(delta*sum_g - sum_g_xs)/(sigma_nz*(m - 1))*r*r*r, 0)
+    b = (
+        np.where(sigma > 0, (eps + sigma_nz)/(sigma_nz*(m - 1))*(r*(r*(r*(delta*sum_g -
+        sum_g_xs)))), 0)
+    )
     # dx sums to 0 over each channel: c follows from a and b (symbn proved it)
     c = -(a/m)*sum_g - b*delta
     a = a.astype(x3.dtype)

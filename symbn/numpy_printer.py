@@ -39,6 +39,9 @@ class BatchNumPyPrinter(NumPyPrinter):
         The name of the variable that holds the tuple of reduced axes (default ``"axes"``).
     accumulate
         The dtype sums accumulate in (default ``"np.float64"``); empty for the array's own.
+    data
+        Names of the symbols that hold data (sums over the batch), which a power multiplies
+        into first (see :meth:`_print_Mul`).
 
     """
 
@@ -47,6 +50,7 @@ class BatchNumPyPrinter(NumPyPrinter):
         "arrays": {},
         "axes": "axes",
         "accumulate": "np.float64",
+        "data": frozenset(),
     }
 
     def _module_format(self, fqn: str, register: bool = True) -> str:
@@ -104,28 +108,36 @@ class BatchNumPyPrinter(NumPyPrinter):
         return str(super()._print_Pow(expr, rational=rational))
 
     def _print_Mul(self, expr: sp.Mul) -> str:
-        """A product with a cube (or higher power) of a symbol multiplies it in last.
+        """A product of a cube (or higher power) and data: the data times the base, in turn.
 
-        A factor at a time: ``gamma*t0/m*r*r*r``, never ``gamma*(r**2*r)*t0/m``. The power
-        alone can overflow where the product does not: with ε = 1e-300, r = 1/√ε is 1e150 and
-        r³ is inf, while a constant channel's t0 is 0, and ``inf*0`` gave NaN for a finite
-        gradient. Taken left to right, ``0*r`` stays 0. The product is the same expression.
+        The factors that hold data (those with a symbol named in the ``data`` setting) are
+        multiplied by the base one at a time, then by the rest: ``gamma/m*(r*(r*(r*t0)))``, not
+        ``gamma*(r**2*r)*t0/m``. Each step is then a quantity of the data's own scale (r·t0 is
+        a sum of dy·x̂), so it overflows only where the result does: with ε = 1e-300 a constant
+        channel has r³ = inf and t0 = 0, and r³ first gave NaN; the other way round, γ·t0 first
+        overflows for γ = dy = 1e150. Without data in it, a product prints as SymPy prints it.
 
         >>> r, s, t = sp.symbols("r s t")
-        >>> BatchNumPyPrinter().doprint(2*s*t*r**3/(s + 1)), BatchNumPyPrinter().doprint(r**2*s)
-        ('2*s*t/(s + 1)*r*r*r', 'r**2*s')
+        >>> printer = BatchNumPyPrinter({"data": {"t"}})
+        >>> printer.doprint(2*s*t*r**3/(s + 1)), printer.doprint(r**3*(t - 1))
+        ('2*s/(s + 1)*(r*(r*(r*t)))', 'r*(r*(r*(t - 1)))')
+        >>> printer.doprint(s*r**3)
+        '(r**2*r)*s'
         """
+        data = self._settings["data"]
         powers = [f for f in expr.args if isinstance(f, sp.Pow) and f.base.is_Symbol
                   and f.exp.is_Integer and f.exp > 2]
-        if not powers:
+        held = [f for f in expr.args
+                if f not in powers and {v.name for v in f.free_symbols} & set(data)]
+        if not powers or not held:
             return str(super()._print_Mul(expr))
-        rest = sp.Mul(*(f for f in expr.args if f not in powers))
-        factors = [self.parenthesize(p.base, sp.printing.precedence.PRECEDENCE["Mul"])
-                   for p in sorted(powers, key=sp.default_sort_key) for _ in range(int(p.exp))]
-        if rest == 1:
-            return "*".join(factors)
-        head = self.parenthesize(rest, sp.printing.precedence.PRECEDENCE["Mul"], strict=True)
-        return "*".join([head, *factors])
+        level = sp.printing.precedence.PRECEDENCE["Mul"]
+        text = self.parenthesize(sp.Mul(*held), level, strict=True)
+        for k, base in enumerate(p.base for p in sorted(powers, key=sp.default_sort_key)
+                                 for _ in range(int(p.exp))):
+            text = f"{self.parenthesize(base, level)}*{text if k == 0 else f'({text})'}"
+        rest = sp.Mul(*(f for f in expr.args if f not in powers and f not in held))
+        return text if rest == 1 else f"{self.parenthesize(rest, level, strict=True)}*({text})"
 
     def _print_StrictGreaterThan(self, expr: sp.Expr) -> str:
         """``a > b`` as an operator, which numexpr and NumPy both read."""

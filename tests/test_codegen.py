@@ -225,17 +225,23 @@ def test_float32_near_overflow_is_accurate(spec, generated, backend):
 @pytest.mark.parametrize("spec", [s for s in VARIANTS if s.mode == "train"],
                          ids=lambda s: s.describe())
 def test_float64_tiny_eps_and_wide_spread_stay_accurate(spec, generated, backend):
-    """float64, eps = 1e-300: a constant channel (r = 1e150, so r³ is beyond float64 while its
-    Σ dy·xs is 0) and a channel spread 1e140 from its mean (r³ = 1e-420) give dx within 1e-12
-    of the mpmath closed form; r³ formed first gave NaN and 0 there."""
+    """float64 at the edges of its range, dx within 1e-12 of the mpmath closed form:
+    - eps = 1e-300: a constant channel (r = 1e150, so r³ is beyond float64 while its Σ dy·xs
+      is 0) and a channel spread 1e140 from its mean (r³ = 1e-420); r³ formed first gave NaN
+      and 0 there;
+    - γ = dy = 1e150 with x ~ 1e50: γ·Σ dy·xs formed first is beyond float64 (NaN)."""
     ns = compiled(generated(spec, backend))
     dy, _, params, _ = inputs(spec, (6, 3), -1, seed=10)
     rng = np.random.default_rng(11)
     x = np.stack([np.full(6, 2.5), rng.standard_normal(6), 1e140 * rng.standard_normal(6)], 1)
-    with np.errstate(over="raise", invalid="raise"):
-        got = ns["backward"](dy, x, *params, eps=1e-300)
-    ref = reference(spec, dy, x, *params, eps=1e-300)
-    assert max(relative_errors(spec, got, ref).values()) <= 1e-12
+    big = [1e150 * p for p in params]
+    cases = [(dy, x, params, 1e-300),
+             (1e150 * dy[:, 1:2], 1e50 * x[:, 1:2], [p[1:2] for p in big], 1e-5)]
+    for dy_k, x_k, params_k, eps in cases:
+        with np.errstate(over="raise", invalid="raise"):
+            got = ns["backward"](dy_k, x_k, *params_k, eps=eps)
+        ref = reference(spec, dy_k, x_k, *params_k, eps=eps)
+        assert max(relative_errors(spec, got, ref).values()) <= 1e-12, eps
 
 
 def test_never_uses_uncentred_moments():
