@@ -435,16 +435,42 @@ def _split(b, dtype):
     """``b`` (float64, per channel) as ``b2 * 2**-e`` with both factors representable in dtype.
 
     b·xs may be an ordinary float32 number while b alone is below float32's range (|x| ~ 1e37
-    gives b ~ r³·Σ(dy·xs) ~ 1e-73): then xs is scaled down by a power of two (exact) and b up by
-    the same. Returns (b2, None) when b fits as it is.
+    gives b ~ r³·Σ(dy·xs) ~ 1e-73) or above it (a spread of 1e-20 with eps = 1e-30 gives
+    b ~ 1e40): then xs is scaled by a power of two (exact) and b the other way. Returns
+    (b2, None) when b fits as it is.
     """
-    small = np.abs(b) < TINY[np.dtype(dtype)]
-    small &= b != 0
-    if not small.any():
+    size = np.abs(b)
+    out = ((size < TINY[np.dtype(dtype)]) & (b != 0)) | (size > float(np.finfo(dtype).max))
+    out &= np.isfinite(b)
+    if not out.any():
         return b.astype(dtype), None
-    _, exponent = np.frexp(np.where(small, b, 1.0))
-    e = np.where(small, -exponent // 2, 0)
+    _, exponent = np.frexp(np.where(out, b, 1.0))
+    e = np.where(out, -exponent // 2, 0)
     return np.ldexp(b, e).astype(dtype), np.ldexp(np.ones_like(b), -e).astype(dtype)
+
+
+def _narrow(v, name, result, dtype, first=0):
+    """Per-channel float64 ``v``, the coefficient ``name`` of ``result``, in x's dtype.
+
+    In float32 a coefficient such as γ·r can be beyond the dtype's range while the result is
+    not (γ = 3e36 with eps = 1e-5, or eps = 1e-80 on a constant channel): cast, it was inf, and
+    inf·0 gave NaN. A ValueError names the first such channel (counted from ``first``). Values
+    already infinite or NaN (from inf or NaN inputs) go through, to propagate.
+    """
+    if v.dtype == dtype:
+        return v
+    with np.errstate(over="ignore"):
+        narrow = v.astype(dtype)
+    if not np.isfinite(narrow).all():
+        beyond = np.flatnonzero(np.isinf(narrow) & np.isfinite(v))
+        if beyond.size:
+            j = int(beyond[0])
+            raise ValueError(
+                f"in channel {first + j} the coefficient {name} of {result} is "
+                f"{float(v.reshape(-1)[j]):.3e}, beyond the range of {np.dtype(dtype)}: expected "
+                f"|{name}| below {float(np.finfo(dtype).max):.1e}; use a smaller gamma, a "
+                "larger eps, or float64 inputs")
+    return narrow
 
 
 def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
@@ -505,8 +531,8 @@ def _forward_channels(k, x3, y3, eps):
     r = 1/(eps + sigma)
     p = r
     q = -delta*r
-    p = p.astype(x3.dtype)
-    q = q.astype(x3.dtype)
+    p = _narrow(p, "p", "y", x3.dtype, k.start)
+    q = _narrow(q, "q", "y", x3.dtype, k.start)
     _combine(y3, blocks, None, None, p, q)
 
 
@@ -544,6 +570,6 @@ def _backward_channels(k, dy3, x3, dx3, eps):
     b = np.where(sigma > 0, (eps + sigma_nz)/(m*sigma_nz)*(r*(r*(r*(delta*sum_g - sum_g_xs)))), 0)
     # dx sums to 0 over each channel: c follows from a and b (symbn proved it)
     c = -(a/m)*sum_g - b*delta
-    a = a.astype(x3.dtype)
-    c = c.astype(x3.dtype)
+    a = _narrow(a, "a", "dx", x3.dtype, k.start)
+    c = _narrow(c, "c", "dx", x3.dtype, k.start)
     _combine(dx3, blocks, dy3, a, b, c)

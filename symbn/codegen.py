@@ -251,7 +251,7 @@ def _forward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
     exprs = list(coeffs.values()) + list(coeffs)
     body = _statistics_lines(plan, backend, exprs, ["x3", "y3"], params, "y")
     body += _cse_lines(names)
-    body += [f"    {n} = {n}.astype(x3.dtype)" for n, _ in names]
+    body += [f'    {n} = _narrow({n}, "{n}", "y", x3.dtype, k.start)' for n, _ in names]
     arrays = {"xs" if k == XS(S.i) else "": FORWARD_NAMES[k] for k in sorted(coeffs, key=_key)}
     body += _elementwise("y3", arrays, _keeps_xs(plan, exprs, backend))
     public = [f"def forward({', '.join(['x', *params])}, *, eps=1e-5, axis=-1):",
@@ -280,7 +280,8 @@ def _backward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
         body += ["    # dx sums to 0 over each channel: c follows from a and b (symbn proved it)"]
         body += [f"    c = {_c_line(plan.c_in_a_b)}"]
     # b stays float64 for _combine, which splits it when it is below x's dtype's range.
-    body += [f"    {n} = {n}.astype(x3.dtype)" for n, _ in named if n in "ac"]
+    body += [f'    {n} = _narrow({n}, "{n}", "dx", x3.dtype, k.start)'
+             for n, _ in named if n in "ac"]
     arrays = {"dy" if k == G(S.i) else "xs" if k == XS(S.i) else "": COEFFICIENT_NAMES[k]
               for k in sorted(dx, key=_key)}
     body += _elementwise("dx3", arrays, _keeps_xs(plan, exprs, backend))

@@ -244,6 +244,32 @@ def test_float64_tiny_eps_and_wide_spread_stay_accurate(spec, generated, backend
         assert max(relative_errors(spec, got, ref).values()) <= 1e-12, eps
 
 
+def test_float32_coefficients_beyond_float32_are_split_or_refused(generated, backend):
+    """float32: b beyond float32 (x = ±1e-20, eps = 1e-30: b ~ 1e40) is split like a tiny b and
+    dx is accurate; a or p beyond float32 (γ = 1e37, or a constant channel with eps = 1e-80:
+    inf·0 gave NaN) is a ValueError naming the channel; float64 takes the same inputs, and an
+    infinite γ still propagates."""
+    std = compiled(generated(symbn.LayerSpec(eps_placement="std"), backend))
+    x = np.float32([[1e-20], [-1e-20]])
+    dy, one = np.float32([[1.0], [0.0]]), np.ones(1, np.float32)
+    got = std["backward"](dy, x, one, eps=1e-30)
+    ref = reference(symbn.LayerSpec(eps_placement="std"), dy, x, one, eps=1e-30)
+    assert max(relative_errors(symbn.LayerSpec(eps_placement="std"), got, ref).values()) <= 1e-6
+    ns = compiled(generated(symbn.LayerSpec(), backend))
+    x = np.float32([[2.5, 1e-3], [2.5, -1e-3]])
+    gamma = np.float32([1.0, 1e37])
+    with pytest.raises(ValueError, match=r"channel 1 the coefficient a of dx is 3\.015e\+39"):
+        ns["backward"](dy.repeat(2, 1), x, gamma)
+    with pytest.raises(ValueError, match=r"channel 0 the coefficient p of y .* float32"):
+        ns["forward"](x, one.repeat(2), np.zeros(2, np.float32), eps=1e-80)
+    wide = [a.astype(np.float64) for a in (dy.repeat(2, 1), x, gamma)]
+    ref = reference(symbn.LayerSpec(), *wide)
+    assert max(relative_errors(symbn.LayerSpec(), ns["backward"](*wide), ref).values()) <= 1e-12
+    with np.errstate(invalid="ignore", over="ignore"):
+        dx, _, _ = ns["backward"](dy.repeat(2, 1), x, np.float32([1.0, np.inf]))
+    assert np.isfinite(dx[:, 0]).all() and not np.isfinite(dx[:, 1]).any()
+
+
 def test_never_uses_uncentred_moments():
     """The variance is two-pass in xs = x - shift; no E[x^2] - E[x]^2 anywhere."""
     for spec in VARIANTS[:8]:
