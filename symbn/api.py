@@ -9,7 +9,9 @@ True
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
+from typing import Any
 
 import sympy as sp
 
@@ -25,6 +27,7 @@ from symbn.closed import (
     statistics_facts,
 )
 from symbn.derive import Step, backward
+from symbn.errors import OptionError
 from symbn.graph import Graph, build_graph
 from symbn.proof import Proof, prove_concrete, prove_symbolic
 from symbn.reductions import apply_facts
@@ -121,10 +124,16 @@ def derive(spec: LayerSpec | None = None, m: int | None = None) -> Derivation:
     Raises
     ------
     OptionError
-        For an m that is not a whole number ≥ 1, or m = 1 with unbiased variance.
+        For a spec that is not a :class:`LayerSpec`, an m that is not a whole number ≥ 1
+        (NumPy integers are whole numbers, booleans are not), or m = 1 with unbiased variance.
 
     """
-    spec = spec or LayerSpec()
+    if spec is None:
+        spec = LayerSpec()
+    if not isinstance(spec, LayerSpec):
+        raise OptionError.bad_value(
+            "spec", spec, "give a symbn.LayerSpec, such as symbn.LayerSpec(layer='batchnorm')")
+    m = _whole_or_none(m)
     spec.check_batch_size(m)
     graph = build_graph(spec)
     symbolic = backward(graph, SymbolicBatch())
@@ -145,6 +154,13 @@ def derive(spec: LayerSpec | None = None, m: int | None = None) -> Derivation:
         definitions={str(k): v for k, v in definitions(form).items()},
         conditions=_conditions(spec, graph, closed_sym), form=form,
     )
+
+
+def _whole_or_none(m: Any) -> Any:
+    """A NumPy (or other) integer as an ``int``; anything else as given, for the spec to judge."""
+    if isinstance(m, numbers.Integral) and not isinstance(m, bool):
+        return int(m)
+    return m
 
 
 def _reduce_step(expr: Elem, facts: dict[sp.Sum, sp.Expr]) -> sp.Expr:
@@ -199,6 +215,10 @@ def prove(derivation: Derivation) -> ProofReport:
     the reduction algebra; with concrete m, additionally the symbolic-m closed form,
     instantiated at m, equals the explicit derivative element by element.
     """
+    if not isinstance(derivation, Derivation):
+        raise OptionError.bad_value("derivation", derivation,
+                                    "give what symbn.derive returns, such as "
+                                    "symbn.prove(symbn.derive(symbn.LayerSpec()))")
     d = derivation
     graph, form = d.graph, d.form
     facts_x = statistics_facts(graph, None)

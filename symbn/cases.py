@@ -12,19 +12,45 @@ from typing import Any
 
 import numpy as np
 
-from symbn.errors import OptionError
+from symbn.errors import OptionError, check_positive, check_whole
 from symbn.spec import LayerSpec
 
-__all__ = ["DTYPES", "Case", "default_cases"]
+__all__ = ["DTYPES", "Case", "check_dtype", "check_eps", "check_seed", "default_cases",
+           "validate_case"]
 
 DTYPES: tuple[str, ...] = ("float64", "float32")
+
+
+def check_dtype(dtype: Any, name: str = "dtype") -> str:
+    """``dtype`` as a name in :data:`DTYPES`, else an :class:`OptionError`.
+
+    >>> check_dtype("float16")
+    Traceback (most recent call last):
+    ...
+    symbn.errors.OptionError: dtype='float16' is not allowed; choose one of: 'float64', 'float32'
+    """
+    if not isinstance(dtype, (str, np.dtype)) or dtype not in DTYPES:
+        raise OptionError.bad_value(name, dtype, DTYPES)
+    return str(dtype)
+
+
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """A seed for NumPy's generator: a whole number >= 0, else an :class:`OptionError`."""
+    return check_whole(name, seed, 0)
+
+
+def check_eps(eps: Any, name: str = "eps") -> float:
+    """ε: a finite real number > 0 (the generated code's rule too), else an OptionError."""
+    return check_positive(name, eps, ", such as 1e-5")
+
 
 @dataclass(frozen=True)
 class Case:
     """One input to a backward function.
 
     ``x`` and ``dy`` have any shape with the channel axis ``axis``; ``gamma`` (affine) and the
-    running statistics (eval mode) have one value per channel.
+    running statistics (eval mode) have one value per channel. The checker validates a case
+    with :func:`validate_case` before calling the backward on it.
     """
 
     x: np.ndarray
@@ -57,6 +83,60 @@ class Case:
         return tuple(args)
 
 
+def validate_case(case: Any, spec: LayerSpec, name: str = "case") -> Case:
+    """``case`` if it is a :class:`Case` that ``spec``'s backward can be called on.
+
+    The rules are the generated code's: x a NumPy array of float64 or float32 with at least one
+    element, dy one of the same shape and dtype, ``axis`` an axis of x, ε finite and > 0,
+    γ (affine) and the running statistics (eval mode) arrays of real floats with one value per
+    channel, the running variance >= 0; and every value finite. Raises :class:`OptionError`
+    naming the field and the value.
+    """
+    if not isinstance(case, Case):
+        raise OptionError(f"{name} is a {type(case).__name__}, not a symbn.checker.Case; build "
+                          "it as Case(x, dy, gamma, eps=1e-5, axis=-1)")
+    x = _real_array(f"{name}.x", case.x, DTYPES)
+    if x.size == 0:
+        raise OptionError.bad_value(f"{name}.x.shape", x.shape, "give at least one element")
+    if isinstance(case.axis, bool) or not isinstance(case.axis, (int, np.integer)) \
+            or not -x.ndim <= case.axis < x.ndim:
+        raise OptionError.bad_value(f"{name}.axis", case.axis,
+                                    f"x has shape {x.shape}: use {-x.ndim} <= axis < {x.ndim}")
+    dy = _real_array(f"{name}.dy", case.dy, (str(x.dtype),))
+    if dy.shape != x.shape:
+        raise OptionError.bad_value(f"{name}.dy.shape", dy.shape, f"use x's shape {x.shape}")
+    check_eps(case.eps, f"{name}.eps")
+    channels = x.shape[case.axis]
+    needed = {"gamma": spec.affine, "running_mean": not spec.uses_batch_statistics,
+              "running_var": not spec.uses_batch_statistics}
+    for field_name in (f for f, need in needed.items() if need):
+        value = getattr(case, field_name)
+        if value is None:
+            raise OptionError(f"{name}.{field_name} is missing: {spec.describe()} needs it, "
+                              f"one value per channel, shape ({channels},)")
+        per_channel = _real_array(f"{name}.{field_name}", value)
+        if per_channel.shape != (channels,):
+            raise OptionError.bad_value(f"{name}.{field_name}.shape", per_channel.shape,
+                                        f"use one value per channel, ({channels},)")
+        if field_name == "running_var" and (per_channel < 0).any():
+            raise OptionError(f"{name}.running_var holds {float(per_channel.min())!r}; "
+                              "variances are >= 0")
+    return case
+
+
+def _real_array(name: str, value: Any, dtypes: tuple[str, ...] | None = None) -> np.ndarray:
+    """``value`` if it is a NumPy array of finite real floats (of one of ``dtypes``)."""
+    allowed = " or ".join(dtypes) if dtypes else "a real floating dtype"
+    if not isinstance(value, np.ndarray):
+        raise OptionError(f"{name} is a {type(value).__name__}, not a NumPy array; give an "
+                          f"array of {allowed}")
+    if value.dtype.kind != "f" or (dtypes and str(value.dtype) not in dtypes):
+        raise OptionError.bad_value(f"{name}.dtype", str(value.dtype), f"use {allowed}")
+    if not np.isfinite(value).all():
+        raise OptionError(f"{name} holds NaN or inf; the reference needs finite inputs")
+    return value
+
+
 def _g(v: Any) -> str:
     return f"{float(v):.6g}"
 
@@ -72,9 +152,8 @@ def default_cases(spec: LayerSpec, dtype: str = "float64", seed: int = 0) -> tup
     >>> [c.name for c in default_cases(LayerSpec())][:3]
     ['random (8, 4)', 'm=2', 'm=1']
     """
-    if dtype not in DTYPES:
-        raise OptionError.bad_value("dtype", dtype, DTYPES)
-    rng = np.random.default_rng(seed)
+    dtype = check_dtype(dtype)
+    rng = np.random.default_rng(check_seed(seed))
     cases: list[Case] = []
 
     def add(name: str, x: np.ndarray, *, axis: int = -1, eps: float = 1e-5,

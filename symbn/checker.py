@@ -8,7 +8,9 @@ The function under test has the signature of symbn's generated code::
 ``running_mean, running_var`` follow ``gamma``; without affine there is no ``gamma`` and the
 function returns ``dx`` alone. Each input is compared with the mpmath reference
 (:class:`symbn.reference.Reference`), output by output, with a tolerance derived from the
-dtype and the conditioning of that input (see :func:`tolerance`) and reported with it.
+dtype and the conditioning of that input (see :func:`tolerance`) and reported with it. As
+in the generated code, each output is a NumPy array of real floats in the dtype of x; a list,
+complex values or another dtype (float64 for float32 inputs too) fail the check.
 
 Vacuity: a check that cannot tell right from wrong is flagged. symbn's own inputs use random
 upstream gradients and γ ≠ 1; for inputs a user supplies, :func:`check_backward` warns about
@@ -40,10 +42,11 @@ import numpy as np
 import sympy as sp
 
 from symbn import symbols as S
-from symbn.cases import DTYPES, Case, default_cases
+from symbn.cases import DTYPES, Case, check_dtype, check_seed, default_cases, validate_case
 from symbn.check_report import UNINFORMATIVE, CaseResult, CheckReport, OutputCheck
 from symbn.errors import OptionError
 from symbn.evaluate import evaluate
+from symbn.fd import check_dps
 from symbn.reference import Reference
 from symbn.spec import LayerSpec
 from symbn.targets import load_function
@@ -141,20 +144,14 @@ def _per_element(case: Case, per_channel: np.ndarray, like: np.ndarray, w: str) 
 
 
 def _compare(name: str, case: Case, analytic: Any, truth: _Truth, w: str,
-             dtype: Any) -> OutputCheck:
+             dtype: np.dtype) -> OutputCheck:
     ref = truth.grads[w]
     tol_c = tolerance(dtype, truth.m, truth.kappas[w])
-    try:
-        a = np.asarray(analytic)
-        if a.dtype == object or not np.issubdtype(a.dtype, np.number):
-            raise TypeError(f"dtype {a.dtype}")
-        a = a.astype(np.float64)
-    except (TypeError, ValueError) as error:
-        return OutputCheck(name, case.name, math.inf, float(tol_c.min()),
-                           note=f"not an array of numbers ({error})", valid=False)
-    if a.shape != ref.shape:
-        return OutputCheck(name, case.name, math.inf, float(tol_c.min()),
-                           note=f"shape {a.shape}, expected {ref.shape}", valid=False)
+    wrong = _contract_violation(analytic, dtype, ref.shape)
+    if wrong:
+        return OutputCheck(name, case.name, math.inf, float(tol_c.min()), note=wrong,
+                           valid=False)
+    a = analytic.astype(np.float64)
     scale = _per_element(case, truth.scales[w], ref, w)
     tol = _per_element(case, tol_c, ref, w)
     with np.errstate(all="ignore"):
@@ -175,6 +172,26 @@ def _compare(name: str, case: Case, analytic: Any, truth: _Truth, w: str,
         f"{int((~informative).sum())} element(s) in channels too ill-conditioned to check"
     return OutputCheck(name, case.name, float(err[idx]), float(tol[idx]),
                        tuple(int(k) for k in idx), float(a[idx]), float(ref[idx]), note)
+
+
+def _contract_violation(analytic: Any, dtype: np.dtype, shape: tuple[int, ...]) -> str:
+    """Why an output breaks the generated code's contract, or ``""`` when it keeps it.
+
+    Each output is a NumPy array of real floats in the dtype of x, shaped like x (dx) or with
+    one value per channel (dgamma, dbeta). A list fails (even of the right numbers), so do
+    complex values (whose imaginary part a comparison would drop) and any other dtype:
+    float64 results for float32 inputs fail, as the generated code keeps the dtype.
+    """
+    contract = f"expected a NumPy array of {dtype}, the dtype of x, as symbn's generated code " \
+               "returns"
+    if not isinstance(analytic, np.ndarray):
+        return f"a {type(analytic).__name__}; {contract}"
+    if analytic.dtype != dtype:
+        real = "" if analytic.dtype.kind == "f" else " (not real floats)"
+        return f"dtype {analytic.dtype}{real}; {contract}"
+    if analytic.shape != shape:
+        return f"shape {analytic.shape}, expected {shape}"
+    return ""
 
 
 def _outputs(spec: LayerSpec, result: Any) -> dict[str, Any]:
@@ -202,6 +219,10 @@ def check_case(fn: Callable[..., Any], case: Case, *, spec: LayerSpec | None = N
                dps: int = 30, reference: Reference | None = None) -> CaseResult:
     """Run ``fn`` on one case and compare each output with the reference.
 
+    ``case`` must pass :func:`symbn.cases.validate_case` and ``dps`` :func:`symbn.fd.check_dps`
+    (an :class:`OptionError` otherwise). Each output must be a NumPy array in the dtype of x
+    (see :func:`_contract_violation`); any other output is a failure, not an error.
+
     >>> import numpy as np
     >>> case = default_cases(LayerSpec(mode="eval", affine=False))[0]
     >>> def wrong(dy, x, running_mean, running_var, *, eps, axis):
@@ -210,10 +231,11 @@ def check_case(fn: Callable[..., Any], case: Case, *, spec: LayerSpec | None = N
     False
     """
     spec = spec or LayerSpec()
+    validate_case(case, spec)
+    dps = check_dps(dps)
     ref = reference or Reference(spec)
     truth = _truth(ref, case, dps)
-    dtype = np.asarray(case.x).dtype
-    dtype = dtype if dtype.kind == "f" else np.dtype(np.float64)
+    dtype = case.x.dtype
     kappa = max(float(k.max()) for k in truth.kappas.values())
     note = f"16·u·κ·(1+√m) with u = {np.finfo(dtype).eps / 2:.3g} ({dtype}), " \
            f"m = {truth.m}, largest κ = {kappa:.3g}"
@@ -257,18 +279,18 @@ def mutants(ref: Reference) -> dict[str, sp.Expr]:
     return out
 
 
-def _surviving_mutants(ref: Reference, cases: Sequence[Case],
-                       results: Sequence[CaseResult], dps: int) -> list[str]:
+def _surviving_mutants(ref: Reference, cases: Sequence[Case], dps: int) -> list[str]:
+    """The mutants no input tells apart from the right dx: a property of the inputs alone.
+
+    The backward under test plays no part, so one that raises or returns garbage does not
+    make good inputs look weak.
+    """
     alive = dict(mutants(ref))
-    for case, result in zip(cases, results, strict=True):
+    for case in cases:
         if not alive:
             break
-        dx = [o for o in result.outputs if o.output == "dx"]
-        if not dx or not dx[0].informative:
-            continue
         truth = _truth(ref, case, dps)
-        dtype = np.asarray(case.x).dtype
-        tol = tolerance(dtype if dtype.kind == "f" else np.float64, truth.m, truth.kappas["x"])
+        tol = tolerance(case.x.dtype, truth.m, truth.kappas["x"])
         for name, expr in list(alive.items()):
             if _distinguishes(ref, truth, expr, tol, dps):
                 del alive[name]
@@ -332,14 +354,22 @@ def check_backward(fn: Callable[..., Any], layer: str = "batchnorm", *,
     layer, eps_placement, variance, affine, mode
         The variant ``fn`` implements (as in :class:`symbn.LayerSpec`).
     dtype
-        ``"float64"`` or ``"float32"``: the dtype of symbn's inputs (ignored with ``cases``).
+        ``"float64"`` or ``"float32"``: the dtype of symbn's inputs (unused with ``cases``,
+        whose x carries its dtype). The backward's outputs must keep the dtype of x.
     cases
-        Inputs to use instead of symbn's own (:func:`default_cases`); degenerate ones are
-        warned about, and so is a set of inputs on which a mutant of the right gradient passes.
+        Inputs to use instead of symbn's own (:func:`default_cases`), each a :class:`Case`
+        that passes :func:`symbn.cases.validate_case`; degenerate ones are warned about, and
+        so is a set of inputs on which a mutant of the right gradient passes.
     seed
-        Seed of symbn's own inputs.
+        Seed of symbn's own inputs: a whole number >= 0.
     dps
-        Digits of the mpmath reference.
+        Digits of the mpmath reference: at least 20 (:func:`symbn.fd.check_dps`).
+
+    Raises
+    ------
+    OptionError
+        For a bad option or input, before the backward is called; a backward that raises or
+        returns the wrong thing gives a failing report instead.
 
     Returns
     -------
@@ -349,11 +379,17 @@ def check_backward(fn: Callable[..., Any], layer: str = "batchnorm", *,
 
     """
     spec = LayerSpec(layer, eps_placement, variance, affine, mode)  # type: ignore[arg-type]
-    ref = Reference(spec)
+    dtype, seed, dps = check_dtype(dtype), check_seed(seed), check_dps(dps)
     own = cases is None
+    if isinstance(cases, Case) or not (own or isinstance(cases, Iterable)):
+        raise OptionError(f"cases is a {type(cases).__name__}; give a list of Case, such as "
+                          "cases=[Case(x, dy, gamma)]")
     chosen = tuple(default_cases(spec, dtype, seed) if cases is None else cases)
     if not chosen:
         raise OptionError.bad_value("cases", [], "give at least one Case")
+    for k, case in enumerate(chosen):
+        validate_case(case, spec, f"cases[{k}]")
+    ref = Reference(spec)
     results = tuple(check_case(fn, c, spec=spec, dps=dps, reference=ref) for c in chosen)
     warnings = [] if own else degenerate_data_warnings(spec, chosen)
     skipped = [f"{o.case}: {o.output} not checked: tolerance {o.tolerance:.2g} is too loose "
@@ -361,7 +397,7 @@ def check_backward(fn: Callable[..., Any], layer: str = "batchnorm", *,
                for r in results for o in r.outputs if not o.informative]
     warnings += skipped
     if not own:
-        survivors = _surviving_mutants(ref, chosen, results, dps)
+        survivors = _surviving_mutants(ref, chosen, dps)
         warnings += [f"vacuous: these inputs cannot tell the right dx from one with {s}"
                      for s in survivors]
     used = str(np.asarray(chosen[0].x).dtype)

@@ -2,11 +2,14 @@
 
 Every error a user can cause is a :class:`SymbnError`; the ones about a bad value also subclass
 :class:`ValueError`, so ``except ValueError`` keeps working for callers who expect it.
-The command line turns each into a one-line message and exit status 2.
+The command line turns each into a one-line message and exit status 2. :func:`check_whole`
+and :func:`check_positive` are the two checks of a number that every option goes through.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterable
 
 
@@ -32,3 +35,36 @@ class OptionError(SymbnError, ValueError):
 
 class ProofError(SymbnError, ArithmeticError):
     """A closed form that symbn could not prove equal to the raw derivative."""
+
+
+def check_whole(name: str, value: object, least: int, what: str = "a whole number") -> int:
+    """``value`` as an ``int`` if it is a whole number ≥ ``least``, else an :class:`OptionError`.
+
+    NumPy integers are whole numbers; ``True`` and ``False`` are not.
+
+    >>> check_whole("levels", 3, 1)
+    3
+    >>> check_whole("levels", 0, 1)
+    Traceback (most recent call last):
+    ...
+    symbn.errors.OptionError: levels=0 is not allowed; use a whole number >= 1
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise OptionError.bad_value(name, value, f"use {what} >= {least}")
+    return int(value)
+
+
+def check_positive(name: str, value: object, example: str = "") -> float:
+    """``value`` as a ``float`` if it is a finite real number > 0, else an :class:`OptionError`.
+
+    >>> check_positive("step", 0.5)
+    0.5
+    >>> check_positive("step", float("nan"))
+    Traceback (most recent call last):
+    ...
+    symbn.errors.OptionError: step=nan is not allowed; use a finite real number > 0
+    """
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not 0 < float(value) < math.inf):
+        raise OptionError.bad_value(name, value, "use a finite real number > 0" + example)
+    return float(value)

@@ -35,21 +35,50 @@ from typing import Any
 import mpmath
 import numpy as np
 
-from symbn.errors import OptionError
+from symbn.cases import check_eps, check_seed
+from symbn.errors import OptionError, check_positive, check_whole
 from symbn.reference import Reference, as_matrix
 
 __all__ = [
+    "MIN_DPS",
     "DirectionalResult",
     "FDEstimate",
     "TaylorResult",
     "agreement_digits",
     "central_difference",
+    "check_dps",
     "directional",
     "full_gradient",
+    "smallest_first_step",
     "step_for",
     "taylor_test",
     "working_dps",
 ]
+
+
+MIN_DPS = 20        # fewer digits cannot judge float64 results (symbn verify, symbn check)
+
+
+def check_dps(dps: object, name: str = "dps") -> int:
+    """The digits of an mpmath computation: a whole number >= :data:`MIN_DPS`.
+
+    >>> check_dps(10)
+    Traceback (most recent call last):
+    ...
+    symbn.errors.OptionError: dps=10 is not allowed; use at least 20 digits, a whole number >= 20
+    """
+    return check_whole(name, dps, MIN_DPS, f"at least {MIN_DPS} digits, a whole number")
+
+
+def _check_levels(levels: object) -> int:
+    return check_whole("levels", levels, 1, "at least 1 level, a whole number")
+
+
+def _check_step(name: str, step: Any) -> mpmath.mpf:
+    """A step: a finite real number > 0 (an mpmath number keeps its precision)."""
+    if isinstance(step, mpmath.mpf) and 0 < step < mpmath.inf:
+        return step
+    return mpmath.mpf(check_positive(name, step))
 
 
 @dataclass(frozen=True)
@@ -91,9 +120,8 @@ def central_difference(f: Callable[[mpmath.mpf], mpmath.mpf], *, step: Any,
     this is the plain central difference (the right choice where f is not smooth enough for
     the even-power error series, e.g. ε outside the root at a constant batch).
     """
-    if levels < 1:
-        raise OptionError.bad_value("levels", levels, "use at least 1 level")
-    h = mpmath.mpf(step)
+    _check_levels(levels)
+    h = _check_step("step", step)
     table: list[list[mpmath.mpf]] = []
     for k in range(levels):
         hk = h / 2**k
@@ -126,6 +154,8 @@ def full_gradient(ref: Reference, dy: Any, x: Any, gamma: Any = None, beta: Any 
     object arrays of mpmath numbers rounded to ``dps`` digits. ``step`` overrides the
     relative step (a multiple of each channel's scale 1/r).
     """
+    dps, levels, eps = check_dps(dps), _check_levels(levels), check_eps(eps)
+    step = None if step is None else _check_step("step", step)
     cols, gcols = as_matrix(x), as_matrix(dy, "dy")
     params = ref._params(len(cols), gamma, beta, running_mean, running_var)
     m, channels = len(cols[0]), len(cols)
@@ -278,6 +308,8 @@ def directional(ref: Reference, dy: Any, x: Any, gamma: Any = None, beta: Any = 
     ``gradient`` is the gradient to test (default: the reference's proven closed form). The
     cost is ``2·levels`` forward passes per direction, independent of the input's size.
     """
+    dps, levels, eps = check_dps(dps), _check_levels(levels), check_eps(eps)
+    directions, seed = check_whole("directions", directions, 1), check_seed(seed)
     problem = _Problem(ref, dy, x, gamma, beta, eps, running_mean, running_var, dps)
     gradient = gradient if gradient is not None else problem.reference_gradient()
     rng = np.random.default_rng(seed)
@@ -317,7 +349,17 @@ def taylor_test(ref: Reference, dy: Any, x: Any, gamma: Any = None, beta: Any = 
 
     For a right gradient the remainder is O(h²) (rates → 2); for a wrong one it is O(h)
     (rates → 1). ``exact`` means every remainder was at rounding level (L is linear along v).
+    ``halvings`` >= 1 (one rate per halving); ``first_step`` > 0, large enough that the h²
+    remainder at the smallest step stays above rounding (:func:`smallest_first_step`).
     """
+    dps, eps, seed = check_dps(dps), check_eps(eps), check_seed(seed)
+    halvings = check_whole("halvings", halvings, 1, "at least 1 halving, a whole number")
+    first = _check_step("first_step", first_step)
+    least = smallest_first_step(dps, halvings)
+    if first < least:
+        raise OptionError.bad_value(
+            "first_step", first_step, f"at dps={dps} with {halvings} halvings the remainders "
+            f"would be at rounding level whatever the gradient: use >= {mpmath.nstr(least, 3)}")
     problem = _Problem(ref, dy, x, gamma, beta, eps, running_mean, running_var, dps)
     gradient = gradient if gradient is not None else problem.reference_gradient()
     rng = np.random.default_rng(seed)
@@ -325,7 +367,7 @@ def taylor_test(ref: Reference, dy: Any, x: Any, gamma: Any = None, beta: Any = 
         v = problem.direction(rng)
         base = problem.loss(mpmath.mpf(0), v)
         slope = problem.dot(gradient, v)
-        steps = [mpmath.mpf(first_step) / 2**k for k in range(halvings + 1)]
+        steps = [first / 2**k for k in range(halvings + 1)]
         rem = [abs(problem.loss(h, v) - base - h * slope) for h in steps]
         floor = mpmath.power(10, -dps) * (abs(base) + 1)
         exact = all(r_ <= floor for r_ in rem)
@@ -333,6 +375,20 @@ def taylor_test(ref: Reference, dy: Any, x: Any, gamma: Any = None, beta: Any = 
                       for a, b in itertools.pairwise(rem))
         return TaylorResult(tuple(float(h) for h in steps), tuple(float(r_) for r_ in rem),
                             rates, exact)
+
+
+def smallest_first_step(dps: int, halvings: int) -> mpmath.mpf:
+    """The least first step of :func:`taylor_test`: its last step h has h² >= 10^(6 − dps).
+
+    Below it a right gradient's O(h²) remainder is lost in rounding, every remainder reads as
+    exact and a wrong gradient would pass.
+
+    >>> import mpmath
+    >>> mpmath.nstr(smallest_first_step(50, 5), 3)
+    '3.2e-21'
+    """
+    with mpmath.workdps(15):
+        return 2**halvings * mpmath.power(10, mpmath.mpf(6 - dps) / 2)
 
 
 def agreement_digits(a: Any, b: Any) -> float:

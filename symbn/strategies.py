@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from symbn.cases import Case
+from symbn.cases import Case, check_dtype, check_eps
+from symbn.errors import OptionError, check_whole
 from symbn.spec import LayerSpec
 
 __all__ = [
@@ -57,27 +58,53 @@ EPSILONS: tuple[float, ...] = (1e-5, 1e-3, 0.1)
 
 
 def batch_sizes(*, large: int = 256, smallest: int = 1) -> st.SearchStrategy[int]:
-    """Batch sizes m: 1, 2, small (3–16) and large (17–``large``); shrinks towards small.
+    """Batch sizes m from ``smallest`` to ``large``: 1, 2, small (3–16) and large (17–``large``).
+
+    ``large`` is the largest m drawn, ``smallest`` the least (both whole, 1 <= smallest <=
+    large). Shrinks towards small.
 
     >>> from hypothesis import find
     >>> find(batch_sizes(smallest=2), lambda m: m < 5), find(batch_sizes(), lambda m: m > 100)
     (2, 101)
+    >>> find(batch_sizes(large=5), lambda m: m > 3)
+    4
     """
-    return st.one_of(st.sampled_from([b for b in (1, 2) if b >= smallest]),
-                     st.integers(max(3, smallest), 16), st.integers(17, max(17, large)))
+    smallest = check_whole("smallest", smallest, 1)
+    large = check_whole("large", large, smallest, "a largest batch size, a whole number")
+    parts: list[st.SearchStrategy[int]] = []
+    if tiny := [b for b in (1, 2) if smallest <= b <= large]:
+        parts.append(st.sampled_from(tiny))
+    for low, high in ((3, 16), (17, large)):
+        if max(low, smallest) <= min(high, large):
+            parts.append(st.integers(max(low, smallest), min(high, large)))
+    return st.one_of(parts)
+
+
+def _check_kind(name: str, kind: str | None, allowed: tuple[str, ...]) -> None:
+    if kind is not None and kind not in allowed:
+        raise OptionError.bad_value(name, kind, allowed)
 
 
 def _seeds() -> st.SearchStrategy[int]:
     return st.integers(0, 2**32 - 1)
 
 
-@st.composite
-def inputs(draw: st.DrawFn, shape: tuple[int, ...], *, axis: int = -1, dtype: str = "float64",
-           kind: str | None = None, eps: float = 1e-5, hard: bool = True) -> tuple[np.ndarray, str]:
+def inputs(shape: tuple[int, ...], *, axis: int = -1, dtype: str = "float64",
+           kind: str | None = None, eps: float = 1e-5,
+           hard: bool = True) -> st.SearchStrategy[tuple[np.ndarray, str]]:
     """An input x of ``shape`` and a one-line description of how it was made.
 
-    ``kind`` is one of ``X_KINDS`` (drawn when not given: ordinary only unless ``hard``).
+    ``kind`` is one of ``X_KINDS`` (drawn when not given: ordinary only unless ``hard``);
+    ``dtype`` float64 or float32.
     """
+    _check_kind("kind", kind, X_KINDS)
+    return _inputs(shape, axis=axis, dtype=check_dtype(dtype), kind=kind, eps=check_eps(eps),
+                   hard=hard)
+
+
+@st.composite
+def _inputs(draw: st.DrawFn, shape: tuple[int, ...], *, axis: int, dtype: str,
+            kind: str | None, eps: float, hard: bool) -> tuple[np.ndarray, str]:
     kinds = [k for k in X_KINDS if dtype == "float32" or k != "near float32 overflow"]
     kind = kind or draw(st.sampled_from(kinds if hard else ["ordinary"]))
     seed = draw(_seeds())
@@ -98,18 +125,26 @@ def inputs(draw: st.DrawFn, shape: tuple[int, ...], *, axis: int = -1, dtype: st
     elif kind == "variance below eps":
         x = 2.0 + 1e-2 * np.sqrt(eps) * noise
         label = "variance below eps"
-    elif kind == "near float32 overflow":
+    else:  # "near float32 overflow"
         x = 1e37 * (1 + 0.5 * noise)
         label = "|x| near float32 overflow"
-    else:
-        raise ValueError(f"kind={kind!r} is not allowed; choose one of: {', '.join(X_KINDS)}")
     return np.moveaxis(x, -1, axis).astype(dtype), f"x: {label} (seed {seed})"
 
 
+def gammas(channels: int, *, dtype: str = "float64", kind: str | None = None,
+           hard: bool = True) -> st.SearchStrategy[tuple[np.ndarray, str]]:
+    """γ with one value per channel, never 1: ordinary (|γ| in [0.5, 2]), tiny or large.
+
+    ``kind`` is one of ``GAMMA_KINDS`` (drawn when not given: ordinary only unless ``hard``).
+    """
+    _check_kind("kind", kind, GAMMA_KINDS)
+    return _gammas(check_whole("channels", channels, 1), dtype=check_dtype(dtype), kind=kind,
+                   hard=hard)
+
+
 @st.composite
-def gammas(draw: st.DrawFn, channels: int, *, dtype: str = "float64",
-           kind: str | None = None, hard: bool = True) -> tuple[np.ndarray, str]:
-    """γ with one value per channel, never 1: ordinary (|γ| in [0.5, 2]), tiny or large."""
+def _gammas(draw: st.DrawFn, channels: int, *, dtype: str, kind: str | None,
+            hard: bool) -> tuple[np.ndarray, str]:
     kind = kind or draw(st.sampled_from(GAMMA_KINDS if hard else ("ordinary",)))
     seed = draw(_seeds())
     rng = np.random.default_rng(seed)
@@ -133,12 +168,24 @@ def _xhat(spec: LayerSpec, x: np.ndarray, axis: int, eps: float, running_mean: A
     return np.moveaxis((a - mu) / scale, -1, axis)
 
 
+def upstream_gradients(x: np.ndarray, *, axis: int = -1, kind: str | None = None,
+                       spec: LayerSpec | None = None, eps: float = 1e-5,
+                       running_mean: Any = None,
+                       running_var: Any = None) -> st.SearchStrategy[tuple[np.ndarray, str]]:
+    """An upstream gradient dy shaped like x: random, constant per channel, or x̂.
+
+    ``kind`` is one of ``DY_KINDS`` (drawn when not given).
+    """
+    _check_kind("kind", kind, DY_KINDS)
+    return _upstream_gradients(x, axis=axis, kind=kind, spec=spec or LayerSpec(),
+                               eps=check_eps(eps), running_mean=running_mean,
+                               running_var=running_var)
+
+
 @st.composite
-def upstream_gradients(draw: st.DrawFn, x: np.ndarray, *, axis: int = -1,
-                       kind: str | None = None, spec: LayerSpec | None = None,
-                       eps: float = 1e-5, running_mean: Any = None,
-                       running_var: Any = None) -> tuple[np.ndarray, str]:
-    """An upstream gradient dy shaped like x: random, constant per channel, or x̂."""
+def _upstream_gradients(draw: st.DrawFn, x: np.ndarray, *, axis: int, kind: str | None,
+                        spec: LayerSpec, eps: float, running_mean: Any,
+                        running_var: Any) -> tuple[np.ndarray, str]:
     kind = kind or draw(st.sampled_from(DY_KINDS))
     seed = draw(_seeds())
     rng = np.random.default_rng(seed)
@@ -148,39 +195,48 @@ def upstream_gradients(draw: st.DrawFn, x: np.ndarray, *, axis: int = -1,
         a = np.moveaxis(np.zeros(x.shape), axis, -1)
         a[...] = rng.standard_normal(x.shape[axis])
         dy = np.moveaxis(a, -1, axis)
-    elif kind == "xhat":
-        dy = _xhat(spec or LayerSpec(), x, axis, eps, running_mean, running_var)
     else:
-        raise ValueError(f"kind={kind!r} is not allowed; choose one of: {', '.join(DY_KINDS)}")
+        dy = _xhat(spec, x, axis, eps, running_mean, running_var)
     return dy.astype(x.dtype), f"dy: {kind} (seed {seed})"
 
 
-@st.composite
-def cases(draw: st.DrawFn, layer: str = "batchnorm", *, eps_placement: str = "sqrt",
-          variance: str = "biased", affine: bool = True, mode: str = "train",
-          dtype: str = "float64", hard: bool = True, structured: bool = False,
-          max_channels: int = 4, large: int = 256, nchw: bool = True,
-          x_kind: str | None = None, dy_kind: str | None = None) -> Case:
+def cases(layer: str = "batchnorm", *, eps_placement: str = "sqrt", variance: str = "biased",
+          affine: bool = True, mode: str = "train", dtype: str = "float64", hard: bool = True,
+          structured: bool = False, max_channels: int = 4, large: int = 256, nchw: bool = True,
+          x_kind: str | None = None, dy_kind: str | None = None) -> st.SearchStrategy[Case]:
     """A complete input (:class:`symbn.cases.Case`) for a backward of the given variant.
 
     ``hard`` adds the hard kinds of x and γ; ``structured`` adds constant and x̂ upstream
     gradients (default: random dy only, so that a check is never vacuous). ``nchw`` also
-    draws 4-d inputs with the channel axis 1. ``x_kind``/``dy_kind`` pin a kind.
+    draws 4-d inputs with the channel axis 1. ``x_kind``/``dy_kind`` pin a kind. ``dtype`` is
+    float64 or float32; ``max_channels`` (>= 1) is the most channels drawn and ``large`` the
+    largest batch size, elements per channel (NCHW inputs included). Bad options raise
+    :class:`symbn.OptionError` here, not when examples are drawn.
     """
     spec = LayerSpec(layer, eps_placement, variance, affine, mode)  # type: ignore[arg-type]
-    smallest = 2 if spec.uses_batch_statistics and variance == "unbiased" else 1
+    smallest = 2 if spec.uses_batch_statistics and spec.variance == "unbiased" else 1
+    _check_kind("x_kind", x_kind, X_KINDS)
+    _check_kind("dy_kind", dy_kind, DY_KINDS)
+    return _cases(spec, dtype=check_dtype(dtype), hard=hard, structured=structured,
+                  max_channels=check_whole("max_channels", max_channels, 1),
+                  sizes=batch_sizes(large=large, smallest=smallest), smallest=smallest,
+                  large=large, nchw=nchw, x_kind=x_kind, dy_kind=dy_kind)
+
+
+@st.composite
+def _cases(draw: st.DrawFn, spec: LayerSpec, *, dtype: str, hard: bool, structured: bool,
+           max_channels: int, sizes: st.SearchStrategy[int], smallest: int, large: int,
+           nchw: bool, x_kind: str | None, dy_kind: str | None) -> Case:
     eps = draw(st.sampled_from(EPSILONS))
     channels = draw(st.integers(1, max_channels))
     shape: tuple[int, ...]
     if nchw and draw(st.booleans()):
-        n, h, w = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
-        if n * h * w < smallest:
-            n = smallest
-        shape, axis = (n, channels, h, w), 1
+        shape, axis = _nchw_shape(draw, channels, smallest, large), 1
     else:
-        shape, axis = (draw(batch_sizes(large=large, smallest=smallest)), channels), -1
+        shape, axis = (draw(sizes), channels), -1
     x, x_label = draw(inputs(shape, axis=axis, dtype=dtype, kind=x_kind, eps=eps, hard=hard))
-    gamma, g_label = draw(gammas(channels, dtype=dtype, hard=hard)) if affine else (None, "")
+    gamma, g_label = draw(gammas(channels, dtype=dtype, hard=hard)) if spec.affine \
+        else (None, "")
     running_mean = running_var = None
     if not spec.uses_batch_statistics:
         rng = np.random.default_rng(draw(_seeds()))
@@ -198,13 +254,23 @@ def cases(draw: st.DrawFn, layer: str = "batchnorm", *, eps_placement: str = "sq
                 eps=eps, axis=axis, name=name)
 
 
+def _nchw_shape(draw: st.DrawFn, channels: int, smallest: int, large: int) -> tuple[int, ...]:
+    """(N, C, H, W) with N, H, W in 1..3 and ``smallest`` <= N·H·W <= ``large``."""
+    n = draw(st.integers(1, min(3, large)))
+    h = draw(st.integers(1, min(3, large // n)))
+    w = draw(st.integers(1, min(3, large // (n * h))))
+    if n * h * w < smallest:
+        n = smallest
+    return n, channels, h, w
+
+
 def hard_cases(layer: str = "batchnorm", *, eps_placement: str = "sqrt",
                variance: str = "biased", affine: bool = True, mode: str = "train",
                dtype: str = "float64", structured: bool = False, max_channels: int = 4,
                large: int = 256, nchw: bool = True) -> st.SearchStrategy[Case]:
     """:func:`cases` restricted to the hard kinds of x (offset, constant, below ε, overflow)."""
     kinds = [k for k in X_KINDS[1:] if dtype == "float32" or k != "near float32 overflow"]
-    return st.sampled_from(kinds).flatmap(lambda kind: cases(
-        layer, eps_placement=eps_placement, variance=variance, affine=affine, mode=mode,
-        dtype=dtype, hard=True, structured=structured, max_channels=max_channels, large=large,
-        nchw=nchw, x_kind=kind))
+    return st.one_of([cases(layer, eps_placement=eps_placement, variance=variance,
+                            affine=affine, mode=mode, dtype=dtype, hard=True,
+                            structured=structured, max_channels=max_channels, large=large,
+                            nchw=nchw, x_kind=kind) for kind in kinds])

@@ -45,6 +45,7 @@ def _out(x: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
 def staged(dy, x, gamma, *, eps, axis, bug=""):
     """Ioffe & Szegedy, Section 3, step by step (∂x̂, ∂σ², ∂μ, ∂x)."""
     axes, shape, m = _layout(x, axis)
+    given = x                                     # the outputs keep x's dtype
     x, dy, gamma = x.astype(np.float64), dy.astype(np.float64), gamma.reshape(shape)
     mu = x.mean(axes, keepdims=True)
     divisor = m - 1 if bug == "unbiased" else m
@@ -62,7 +63,7 @@ def staged(dy, x, gamma, *, eps, axis, bug=""):
             dmu = np.sum(-dxhat * inv, axes, keepdims=True) \
                 + dvar * np.mean(-2 * (x - mu), axes, keepdims=True)
             dx = dxhat * inv + dvar * 2 * (x - mu) / m + dmu / m
-    return _out(x, dx, np.sum(dy * xhat, axes), np.sum(dy, axes))
+    return _out(given, dx, np.sum(dy * xhat, axes), np.sum(dy, axes))
 
 
 def compact(dy, x, gamma, *, eps, axis, bug=""):
@@ -263,7 +264,7 @@ def test_symbns_own_inputs_catch_every_mutant(spec: symbn.LayerSpec) -> None:
     results = [check_case(_reference_backward(ref), c, spec=spec, reference=ref) for c in chosen]
     assert all(r.passed for r in results)
     assert mutants(ref)
-    assert _surviving_mutants(ref, chosen, results, 30) == []
+    assert _surviving_mutants(ref, chosen, 30) == []
 
 
 def _reference_backward(ref: Reference) -> Callable[..., object]:
@@ -429,3 +430,137 @@ def test_check_command_bad_target_is_one_line_exit_2(target: str, cli) -> None:
     """A bad path, module or function name: one line on stderr, exit status 2."""
     code, out, err = cli("check", target)
     assert code == 2 and out == "" and err.count("\n") == 1 and "target" in err
+
+
+# -- bad outputs, bad options, bad inputs ------------------------------------------------------
+
+def _returning(change: Callable[[np.ndarray], object]) -> Callable[..., object]:
+    def backward(dy, x, gamma, *, eps, axis):
+        dx, dg, db = compact(dy, x, gamma, eps=eps, axis=axis)
+        return change(dx), dg, db
+    return backward
+
+
+@pytest.mark.parametrize(("change", "dtype", "text"), [
+    (lambda dx: dx + 1e3j, "float64", "dtype complex128 (not real floats)"),
+    (lambda dx: dx.astype(np.complex128), "float64", "dtype complex128"),
+    (lambda dx: dx.tolist(), "float64", "a list; expected a NumPy array of float64"),
+    (lambda dx: dx.astype(np.float64), "float32", "dtype float64; expected a NumPy array of "
+                                                  "float32, the dtype of x"),
+    (lambda dx: dx.astype(np.float32), "float64", "dtype float32"),
+], ids=["complex", "complex, zero imaginary part", "list", "float64 for float32",
+        "float32 for float64"])
+def test_outputs_that_break_the_generated_codes_contract_fail(change, dtype: str,
+                                                              text: str) -> None:
+    """dx complex, a list, or in another dtype than x: FAIL, and the report says why."""
+    report = check_backward(_returning(change), dtype=dtype)
+    assert not report.passed and not report.worst()["dx"].passed
+    assert text in report.format()
+
+
+@pytest.mark.parametrize("dps", [10, 19, 0, -5, 25.0, True, "30"])
+def test_dps_below_twenty_is_refused(dps: object) -> None:
+    """dps must be a whole number >= 20, the rule of `symbn verify --dps`."""
+    with pytest.raises(OptionError, match=r"dps=.* is not allowed; use at least 20 digits"):
+        check_backward(compact, dps=dps)  # type: ignore[arg-type]
+    with pytest.raises(OptionError, match="at least 20 digits"):
+        check_case(compact, default_cases(symbn.LayerSpec())[0], dps=dps)  # type: ignore[arg-type]
+
+
+def test_dps_twenty_passes_a_right_backward() -> None:
+    """At the least precision allowed, a right backward still passes."""
+    assert check_backward(compact, dps=20).passed
+
+
+@pytest.mark.parametrize("seed", [-1, "a", 1.5, True, None])
+def test_bad_seed_is_refused(seed: object) -> None:
+    """seed must be a whole number >= 0; the error names the value."""
+    with pytest.raises(OptionError, match=r"seed=.* is not allowed; use a whole number >= 0"):
+        check_backward(compact, seed=seed)  # type: ignore[arg-type]
+
+
+def test_bad_dtype_is_refused_even_with_user_cases() -> None:
+    """dtype is checked whether or not cases are given."""
+    with pytest.raises(OptionError, match="dtype='float16'"):
+        check_backward(compact, dtype="float16", cases=[_user_case()])
+
+
+def _replace(case: Case, **changes: object) -> Case:
+    import dataclasses
+    return dataclasses.replace(case, **changes)  # type: ignore[arg-type]
+
+
+_GOOD = _user_case()
+_EVAL = symbn.LayerSpec(mode="eval")
+BAD_CASES = {
+    "eps < 0": (_replace(_GOOD, eps=-1), None, r"cases\[0\].eps=-1 is not allowed; use a "
+                                               "finite real number > 0"),
+    "eps = 0": (_replace(_GOOD, eps=0.0), None, "eps=0.0 is not allowed"),
+    "eps nan": (_replace(_GOOD, eps=float("nan")), None, "eps=nan is not allowed"),
+    "eps inf": (_replace(_GOOD, eps=float("inf")), None, "eps=inf is not allowed"),
+    "eps a string": (_replace(_GOOD, eps="1e-5"), None, "eps='1e-5' is not allowed"),
+    "axis out of range": (_replace(_GOOD, axis=5), None, "axis=5 is not allowed; x has shape "
+                                                         r"\(8, 3\): use -2 <= axis < 2"),
+    "axis a float": (_replace(_GOOD, axis=1.0), None, "axis=1.0 is not allowed"),
+    "complex x": (_replace(_GOOD, x=_GOOD.x + 1j), None, "x.dtype='complex128' is not allowed; "
+                                                         "use float64 or float32"),
+    "float16 x": (_replace(_GOOD, x=_GOOD.x.astype(np.float16)), None, "x.dtype='float16'"),
+    "x a list": (_replace(_GOOD, x=_GOOD.x.tolist()), None, "x is a list, not a NumPy array"),
+    "nan in x": (_replace(_GOOD, x=np.full((8, 3), np.nan)), None, "x holds NaN or inf"),
+    "dy of another dtype": (_replace(_GOOD, dy=_GOOD.dy.astype(np.float32)), None,
+                            "dy.dtype='float32' is not allowed; use float64"),
+    "dy of another shape": (_replace(_GOOD, dy=_GOOD.dy[:4]), None, r"dy.shape=\(4, 3\)"),
+    "gamma omitted (affine)": (_replace(_GOOD, gamma=None), None,
+                               r"cases\[0\].gamma is missing: .*affine.* shape \(3,\)"),
+    "gamma of the wrong length": (_replace(_GOOD, gamma=np.ones(2) * 2), None,
+                                  r"gamma.shape=\(2,\) is not allowed; use one value per channel"),
+    "running stats omitted (eval)": (_GOOD, _EVAL, "running_mean is missing"),
+    "negative running_var": (_replace(_GOOD, running_mean=np.zeros(3),
+                                      running_var=np.array([1.0, -1.0, 2.0])), _EVAL,
+                             "running_var holds -1.0; variances are >= 0"),
+    "not a Case": ((_GOOD.x, _GOOD.dy, _GOOD.gamma), None,
+                   r"cases\[0\] is a tuple, not a symbn.checker.Case"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_CASES)
+def test_bad_user_cases_are_refused_naming_the_value(name: str) -> None:
+    """A bad field of a user's Case: OptionError naming it and what is allowed, fn not called."""
+    case, spec, text = BAD_CASES[name]
+    spec = spec or symbn.LayerSpec()
+    called = []
+
+    def spy(*args, **kwargs):
+        called.append(1)
+        raise AssertionError("the backward must not be called on a bad case")
+
+    with pytest.raises(OptionError, match=text):
+        check_backward(spy, mode=spec.mode, cases=[case])
+    if isinstance(case, Case):
+        with pytest.raises(OptionError, match=text.replace(r"cases\[0\]", "case")):
+            check_case(spy, case, spec=spec)
+    assert called == []
+
+
+def test_a_single_case_instead_of_a_list_is_refused() -> None:
+    """cases=Case(...) (not a list) says to give a list."""
+    with pytest.raises(OptionError, match="give a list of Case"):
+        check_backward(compact, cases=_GOOD)  # type: ignore[arg-type]
+
+
+def test_a_backward_that_raises_does_not_make_good_inputs_look_vacuous() -> None:
+    """Vacuity is about the inputs alone: a raising backward on good inputs gets no warning."""
+    def raises(dy, x, gamma, *, eps, axis):
+        raise RuntimeError("boom")
+    report = check_backward(raises, cases=[_user_case()])
+    assert not report.passed and "RuntimeError: boom" in report.format()
+    assert report.warnings == ()
+    weak = check_backward(raises, cases=[_user_case(dy_const=True)])
+    assert any(w.startswith("vacuous") for w in weak.warnings)
+
+
+def test_check_command_bad_seed_is_one_line_exit_2(cli) -> None:
+    """`symbn check … --seed -1`: one line naming --seed on stderr, exit status 2."""
+    code, out, err = cli("check", f"{Path(__file__).resolve()}:compact", "--seed", "-1")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "--seed=-1 is not allowed; use a whole number >= 0" in err

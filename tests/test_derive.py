@@ -174,3 +174,22 @@ def test_bad_batch_sizes_are_rejected() -> None:
     for bad in (0, -3, 2.5, True, "4"):
         with pytest.raises(symbn.OptionError, match="m="):
             symbn.derive(LayerSpec(), bad)  # type: ignore[arg-type]
+
+
+def test_numpy_integers_are_batch_sizes_and_booleans_are_not() -> None:
+    """m=np.int64(3) is m=3; np.bool_ is refused like bool."""
+    import numpy as np
+    assert symbn.derive(LayerSpec(), m=np.int64(3)).m == 3
+    assert symbn.derive(LayerSpec(), m=np.int32(2)).closed == symbn.derive(LayerSpec(), 2).closed
+    with pytest.raises(symbn.OptionError, match="m="):
+        symbn.derive(LayerSpec(), np.bool_(True))  # type: ignore[arg-type]
+
+
+def test_derive_and_prove_refuse_what_is_not_a_spec_or_derivation() -> None:
+    """derive("batchnorm") and prove(None): OptionError saying what to give."""
+    with pytest.raises(symbn.OptionError, match=r"spec='batchnorm' is not allowed; give a "
+                                                r"symbn\.LayerSpec"):
+        symbn.derive("batchnorm")  # type: ignore[arg-type]
+    with pytest.raises(symbn.OptionError, match=r"derivation=None is not allowed; give what "
+                                                r"symbn\.derive returns"):
+        symbn.prove(None)  # type: ignore[arg-type]

@@ -182,3 +182,62 @@ def test_verify_checks_the_numexpr_backend_when_asked() -> None:
     assert [r.check for r in rows] == ["generated code (numexpr) vs reference (float64)",
                                        "generated code (numexpr) vs reference (float32)"]
     assert all(r.passed for r in rows), [r.result for r in rows]
+
+
+# -- arguments checked up front ----------------------------------------------------------------
+
+BAD_ARGUMENTS = [
+    ("taylor_test", {"first_step": 0}, "first_step=0 is not allowed; use a finite real number"),
+    ("taylor_test", {"first_step": float("nan")}, "first_step=nan is not allowed"),
+    ("taylor_test", {"first_step": -1e-2}, "first_step=-0.01 is not allowed"),
+    ("taylor_test", {"first_step": 1e-30}, "first_step=1e-30 is not allowed; at dps=50 with 5 "
+                                           "halvings the remainders would be at rounding level"),
+    ("taylor_test", {"dps": 0}, "dps=0 is not allowed; use at least 20 digits"),
+    ("taylor_test", {"halvings": 0}, "halvings=0 is not allowed; use at least 1 halving"),
+    ("taylor_test", {"eps": float("nan")}, "eps=nan is not allowed; use a finite real number > 0"),
+    ("taylor_test", {"eps": -1e-5}, "eps=-1e-05 is not allowed"),
+    ("taylor_test", {"seed": -1}, "seed=-1 is not allowed"),
+    ("directional", {"levels": 0}, "levels=0 is not allowed; use at least 1 level"),
+    ("directional", {"directions": 0}, "directions=0 is not allowed"),
+    ("directional", {"dps": 10}, "dps=10 is not allowed"),
+    ("directional", {"eps": 0}, "eps=0 is not allowed"),
+    ("full_gradient", {"step": 0}, "step=0 is not allowed; use a finite real number > 0"),
+    ("full_gradient", {"step": float("inf")}, "step=inf is not allowed"),
+    ("full_gradient", {"levels": 0}, "levels=0 is not allowed"),
+    ("full_gradient", {"dps": 5}, "dps=5 is not allowed"),
+    ("full_gradient", {"eps": "1e-5"}, "eps='1e-5' is not allowed"),
+]
+
+
+@pytest.mark.parametrize(("function", "changes", "text"), BAD_ARGUMENTS,
+                         ids=[f"{f}-{next(iter(c))}={next(iter(c.values()))}"
+                              for f, c, _ in BAD_ARGUMENTS])
+def test_bad_arguments_are_refused_up_front(ref: Reference, function: str, changes: dict,
+                                            text: str) -> None:
+    """Each bad argument: an OptionError naming it and what is allowed, never a silent pass."""
+    d = sample(8, (4, 2))
+    with mpmath.workdps(50):
+        wrong = ref.gradient(d["dy"], d["x"], d["gamma"], eps=1e-5)
+        wrong["x"] = wrong["x"] * 2
+    kwargs = {"eps": 1e-5} | ({"gradient": wrong} if function == "taylor_test" else {})
+    with pytest.raises(OptionError, match=text.replace("(", r"\(")):
+        getattr(fd, function)(ref, d["dy"], d["x"], d["gamma"], d["beta"], **kwargs | changes)
+
+
+def test_central_difference_refuses_a_zero_step() -> None:
+    """step=0 would divide by zero: refused with the rule."""
+    with pytest.raises(OptionError, match="step=0 is not allowed"):
+        fd.central_difference(lambda t: t, step=0)
+
+
+def test_the_smallest_first_step_still_tells_right_from_wrong(ref: Reference) -> None:
+    """At the least first step allowed the Taylor test passes a right and fails a wrong one."""
+    d = sample(9)
+    first = float(fd.smallest_first_step(50, 5)) * 1.01
+    with mpmath.workdps(50):
+        wrong = ref.gradient(d["dy"], d["x"], d["gamma"], eps=1e-5)
+        wrong["x"] = wrong["x"] * (1 + mpmath.mpf("1e-6"))
+    assert fd.taylor_test(ref, d["dy"], d["x"], d["gamma"], d["beta"], eps=1e-5,
+                          first_step=first).passed
+    assert not fd.taylor_test(ref, d["dy"], d["x"], d["gamma"], d["beta"], eps=1e-5,
+                              first_step=first, gradient=wrong).passed

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
 from symbn.cases import Case
+from symbn.errors import OptionError
 from symbn.strategies import (
     GAMMA_KINDS,
     batch_sizes,
@@ -111,3 +113,62 @@ def test_same_seed_same_arrays() -> None:
     first = find(cases(), lambda c: c.x.size > 10)
     second = find(cases(), lambda c: c.x.size > 10)
     assert first.name == second.name and np.array_equal(first.x, second.x)
+
+
+@settings(max_examples=60)
+@given(data=st.data(), smallest=st.integers(1, 20), extra=st.integers(0, 40))
+def test_batch_sizes_stay_between_smallest_and_large(data: st.DataObject, smallest: int,
+                                                     extra: int) -> None:
+    """Every m drawn has smallest <= m <= large, for any 1 <= smallest <= large."""
+    m = data.draw(batch_sizes(smallest=smallest, large=smallest + extra))
+    assert smallest <= m <= smallest + extra
+
+
+def test_large_is_the_largest_batch_size() -> None:
+    """batch_sizes(large=5) never draws 6 or more; smallest=3 draws (there is no 1 or 2)."""
+    assert find(batch_sizes(large=5), lambda m: m >= 5) == 5
+    assert find(batch_sizes(smallest=3), lambda m: True) == 3
+    assert find(batch_sizes(smallest=2, large=2), lambda m: True) == 2
+
+
+@settings(max_examples=40)
+@given(case=cases(large=1))
+def test_cases_large_caps_the_elements_per_channel(case: Case) -> None:
+    """cases(large=1): one element per channel, NCHW inputs included."""
+    assert flat(case, case.x).shape[0] == 1
+
+
+@settings(max_examples=40)
+@given(case=cases(large=3, variance="unbiased"))
+def test_cases_large_and_unbiased_variance_together(case: Case) -> None:
+    """Unbiased variance with large=3: 2 or 3 elements per channel."""
+    assert 2 <= flat(case, case.x).shape[0] <= 3
+
+
+BAD_OPTIONS = [
+    (lambda: cases(dtype="float16"), "dtype='float16' is not allowed; choose one of: 'float64'"),
+    (lambda: cases(dtype="bogus"), "dtype='bogus' is not allowed"),
+    (lambda: hard_cases(dtype="float16"), "dtype='float16' is not allowed"),
+    (lambda: inputs((4, 2), dtype="float16"), "dtype='float16' is not allowed"),
+    (lambda: gammas(3, dtype="int64"), "dtype='int64' is not allowed"),
+    (lambda: cases(max_channels=0), "max_channels=0 is not allowed; use a whole number >= 1"),
+    (lambda: cases(large=0), "large=0 is not allowed"),
+    (lambda: cases(large=1, variance="unbiased"), "large=1 is not allowed; use a largest batch "
+                                                  "size, a whole number >= 2"),
+    (lambda: cases(x_kind="bogus"), "x_kind='bogus' is not allowed; choose one of: 'ordinary'"),
+    (lambda: cases(dy_kind="bogus"), "dy_kind='bogus' is not allowed"),
+    (lambda: batch_sizes(smallest=0), "smallest=0 is not allowed"),
+    (lambda: batch_sizes(smallest=5, large=3), "large=3 is not allowed"),
+    (lambda: gammas(3, kind="bogus"), "kind='bogus' is not allowed; choose one of: 'ordinary', "
+                                      "'tiny', 'large'"),
+    (lambda: gammas(0), "channels=0 is not allowed"),
+    (lambda: inputs((4, 2), kind="bogus"), "kind='bogus' is not allowed"),
+    (lambda: upstream_gradients(np.zeros((4, 2)), kind="bogus"), "kind='bogus' is not allowed"),
+]
+
+
+@pytest.mark.parametrize(("build", "text"), BAD_OPTIONS, ids=[t for _, t in BAD_OPTIONS])
+def test_bad_options_are_refused_when_the_strategy_is_built(build, text: str) -> None:
+    """A bad option raises OptionError naming it and what is allowed, before any draw."""
+    with pytest.raises(OptionError, match=text):
+        build()

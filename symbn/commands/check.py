@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from symbn.cases import DTYPES
+from symbn.cases import check_dtype, check_seed
 from symbn.checker import check_backward
 from symbn.commands.options import add_variant_flags, spec_from_args
-from symbn.errors import OptionError
 from symbn.targets import load_function
 
 NAME = "check"
@@ -27,13 +26,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     add_variant_flags(p)
     p.add_argument("--dtype", default="float64", metavar="{float64,float32}",
                    help="dtype of the inputs symbn feeds the function (default: float64)")
-    p.add_argument("--seed", default=0, type=int, help="seed of symbn's inputs (default: 0)")
+    p.add_argument("--seed", default=0, type=int,
+                   help="seed of symbn's inputs, a whole number >= 0 (default: 0)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit status."""
-    if args.dtype not in DTYPES:
-        raise OptionError.bad_value("--dtype", args.dtype, DTYPES)
+    check_dtype(args.dtype, "--dtype")
+    check_seed(args.seed, "--seed")
     spec = spec_from_args(args)
     fn = load_function(args.target)
     report = check_backward(fn, spec.layer, eps_placement=spec.eps_placement,

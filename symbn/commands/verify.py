@@ -17,7 +17,6 @@ import numpy as np
 from symbn import fd
 from symbn.checker import check_backward
 from symbn.commands.options import add_backend_argument, add_layer_arguments, spec_from_args
-from symbn.errors import OptionError
 from symbn.reference import Reference
 from symbn.spec import LayerSpec
 
@@ -169,8 +168,7 @@ def format_table(spec: LayerSpec, dps: int, rows: list[Row]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit status."""
-    if args.dps < 20:
-        raise OptionError.bad_value("--dps", args.dps, "use at least 20 digits")
+    fd.check_dps(args.dps, "--dps")
     spec = spec_from_args(args)
     rows = finite_difference_rows(spec, args.dps) + generated_code_rows(spec, args.backend)
     print(format_table(spec, args.dps, rows))
