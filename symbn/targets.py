@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from symbn.errors import OptionError
@@ -16,6 +19,9 @@ __all__ = ["load_function"]
 
 def load_function(target: str) -> Callable[..., Any]:
     """The function ``path/to/file.py:name`` or ``package.module:name`` names.
+
+    A file is imported with its own folder first on ``sys.path``, and a module with the current
+    directory first, as ``python -m`` does; ``sys.path`` is restored afterwards.
 
     Raises
     ------
@@ -27,31 +33,54 @@ def load_function(target: str) -> Callable[..., Any]:
         raise OptionError.bad_value("target", target,
                                     "write it as path/to/file.py:function or module:function")
     where, _, name = target.rpartition(":")
-    if where.endswith(".py"):
-        path = Path(where)
-        if not path.is_file():
-            raise OptionError.bad_value("target", target, f"there is no file {where}")
-        module_name = f"_symbn_target_{path.stem}"
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        if spec is None or spec.loader is None:
-            raise OptionError.bad_value("target", target, f"cannot import {where}")
-        module = importlib.util.module_from_spec(spec)
-        sys.path.insert(0, str(path.resolve().parent))
-        try:
-            spec.loader.exec_module(module)
-        except Exception as error:
-            raise OptionError.bad_value(
-                "target", target, f"importing {where} failed: {type(error).__name__}: {error}"
-            ) from None
-        finally:
-            sys.path.remove(str(path.resolve().parent))
-    else:
-        try:
-            module = importlib.import_module(where)
-        except Exception as error:
-            raise OptionError.bad_value(
-                "target", target, f"cannot import module {where!r}: {error}") from None
+    module = _load_file(target, where) if where.endswith(".py") else _import(target, where)
     fn = getattr(module, name, None)
     if not callable(fn):
         raise OptionError.bad_value("target", target, f"{where} has no function {name!r}")
     return fn
+
+
+@contextmanager
+def _first_on_path(folder: str) -> Iterator[None]:
+    """``folder`` first on ``sys.path`` inside the block only."""
+    sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        sys.path.remove(folder)
+
+
+def _load_file(target: str, where: str) -> ModuleType:
+    """Execute the file ``where`` as the module ``_symbn_target_<stem>``.
+
+    The module is in ``sys.modules`` while it executes, as an import would put it (``dataclasses``
+    and ``typing`` look it up there), and is taken out again if executing it fails.
+    """
+    path = Path(where)
+    if not path.is_file():
+        raise OptionError.bad_value("target", target, f"there is no file {where}")
+    module_name = f"_symbn_target_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise OptionError.bad_value("target", target, f"cannot import {where}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        with _first_on_path(str(path.resolve().parent)):
+            spec.loader.exec_module(module)
+    except Exception as error:
+        sys.modules.pop(module_name, None)
+        raise OptionError.bad_value(
+            "target", target, f"importing {where} failed: {type(error).__name__}: {error}"
+        ) from None
+    return module
+
+
+def _import(target: str, where: str) -> ModuleType:
+    """Import the module ``where`` with the current directory first on ``sys.path``."""
+    try:
+        with _first_on_path(os.getcwd()):
+            return importlib.import_module(where)
+    except Exception as error:
+        raise OptionError.bad_value(
+            "target", target, f"cannot import module {where!r}: {error}") from None

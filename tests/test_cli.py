@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import sympy as sp
 
 import symbn
 from symbn.cli import main
+from symbn.commands import render
 from symbn.proof import Proof
 
 
@@ -105,3 +107,93 @@ def test_help_describes_every_option(capsys: pytest.CaptureFixture[str]) -> None
     for option in ("--m", "--eps-placement", "--variance", "--no-affine", "--mode", "--format",
                    "--prove", "sqrt", "std", "biased", "unbiased", "train", "eval"):
         assert option in text, option
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["latex", "batchnorm", "-o", "{missing}/x.tex"], "cannot write it: No such file"),
+    (["latex", "batchnorm", "-o", "{folder}"], "cannot write it: Is a directory"),
+    (["testgen", "batchnorm", "--target", "m:f", "-o", "{missing}/t.py"], "No such file"),
+    (["render", "--dir", "{file}"], "it is a file, not a folder"),
+    (["render", "--dir", "{file}/sub"], "cannot write it: Not a directory"),
+])
+def test_unwritable_output_is_one_line_exit_2(capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                              argv: list[str], needle: str) -> None:
+    """An output path that cannot be written: exit 2, one line naming the path and why."""
+    monkeypatch.setattr(render, "expected_files", lambda: {"README.md": "# Derivations\n"})
+    (tmp_path / "file.txt").write_text("mine", encoding="utf-8")
+    places = {"missing": tmp_path / "missing", "folder": tmp_path, "file": tmp_path / "file.txt"}
+    argv = [a.format(**places) for a in argv]
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"={argv[-1]!r}" in err and needle in err
+    assert (tmp_path / "file.txt").read_text(encoding="utf-8") == "mine"
+
+
+TARGET_MODULE = '''\
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Saved:
+    xhat: np.ndarray
+    r: np.ndarray
+    m: int
+
+
+def backward(dy, x, gamma, *, eps, axis):
+    axes = tuple(k for k in range(x.ndim) if k != axis % x.ndim)
+    shape = [1] * x.ndim
+    shape[axis] = x.shape[axis]
+    m = x.size // x.shape[axis]
+    mu = x.mean(axes, keepdims=True)
+    r = 1 / np.sqrt(((x - mu) ** 2).mean(axes, keepdims=True) + eps)
+    saved = Saved((x - mu) * r, r, m)
+    s1 = dy.sum(axes, keepdims=True)
+    s2 = (dy * saved.xhat).sum(axes, keepdims=True)
+    dx = gamma.reshape(shape) * saved.r / saved.m * (saved.m * dy - s1 - saved.xhat * s2)
+    return dx, s2.reshape(-1), s1.reshape(-1)
+'''
+
+
+def test_check_loads_a_file_with_future_annotations_and_a_dataclass(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """`symbn check file.py:fn` runs ordinary code: the module is in sys.modules as it executes."""
+    path = tmp_path / "bn_dataclass.py"
+    path.write_text(TARGET_MODULE, encoding="utf-8")
+    try:
+        code, out, err = run(capsys, "check", f"{path}:backward")
+    finally:
+        sys.modules.pop("_symbn_target_bn_dataclass", None)
+    assert code == 0, out + err
+
+
+def test_a_file_that_fails_to_import_is_one_line_and_not_left_in_sys_modules(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A target file raising on import: exit 2 naming the error; no half-run module is kept."""
+    path = tmp_path / "bn_broken.py"
+    path.write_text("raise RuntimeError('broken on purpose')\n", encoding="utf-8")
+    code, _, err = run(capsys, "check", f"{path}:backward")
+    assert code == 2 and "RuntimeError: broken on purpose" in err
+    assert "_symbn_target_bn_broken" not in sys.modules
+
+
+def test_check_imports_a_module_of_the_current_directory(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """`symbn check module:fn` finds module.py in the working directory, as `python -m` does."""
+    (tmp_path / "symbn_cwd_target.py").write_text(TARGET_MODULE, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".")])
+    before = list(sys.path)
+    try:
+        code, out, err = run(capsys, "check", "symbn_cwd_target:backward")
+    finally:
+        sys.modules.pop("symbn_cwd_target", None)
+    assert code == 0, out + err
+    assert sys.path == before

@@ -71,9 +71,37 @@ def test_render_writes_then_check_passes_and_names_stale_missing_extra(
     err = capsys.readouterr().err
     assert "stale: " in err and "batchnorm-std-biased-affine-train.tex" in err
     assert "missing: " in err and "batchnorm-sqrt-biased-affine-eval.md" in err
-    assert "extra: " in err and "notes.txt" in err
+    assert "extra: " not in err and "notes.txt" not in err
     assert render.run(_args(["--dir", str(target)])) == 0
     assert render.run(_args(["--check", "--dir", str(target)])) == 0
+
+
+def test_render_removes_only_files_it_generates(files, tmp_path, monkeypatch, capsys):
+    """Files render does not generate stay; a generated name it no longer writes is extra."""
+    without_modules = {n: t for n, t in files.items() if not n.endswith(".py")}
+    monkeypatch.setattr(render, "expected_files", lambda: without_modules)
+    target = tmp_path / "out"
+    target.mkdir()
+    mine = {"notes.txt": "notes", "mycode.py": "x = 1", "batchnorm.tex": "draft"}
+    for name, text in mine.items():
+        (target / name).write_text(text, encoding="utf-8")
+    module = "batchnorm_sqrt_biased_affine_train.py"
+    (target / module).write_text("old", encoding="utf-8")
+    assert render.run(_args(["--check", "--dir", str(target)])) == 1
+    err = capsys.readouterr().err
+    assert f"extra: {target / module}" in err
+    assert all(name not in err for name in mine)
+    assert render.run(_args(["--dir", str(target)])) == 0
+    assert "1 removed" in capsys.readouterr().out
+    assert {p.name for p in target.iterdir()} == set(without_modules) | set(mine)
+    assert all((target / n).read_text(encoding="utf-8") == t for n, t in mine.items())
+    assert render.run(_args(["--check", "--dir", str(target)])) == 0
+
+
+def test_generated_names_are_what_render_writes(files):
+    """The names render may remove are exactly the names it writes with symbn.codegen."""
+    pytest.importorskip("symbn.codegen")
+    assert render.generated_names() == set(files)
 
 
 def test_committed_documents_read_as_people_write(files):

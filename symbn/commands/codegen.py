@@ -7,7 +7,12 @@ import sys
 from pathlib import Path
 
 from symbn.codegen import generate_module
-from symbn.commands.options import add_backend_argument, add_layer_arguments, spec_from_args
+from symbn.commands.options import (
+    add_backend_argument,
+    add_layer_arguments,
+    spec_from_args,
+    write_output,
+)
 from symbn.errors import OptionError
 
 NAME = "codegen"
@@ -36,10 +41,6 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.output)
     if path.suffix != ".py":
         raise OptionError.bad_value("--output", args.output, "the module's name must end in .py")
-    try:
-        path.write_text(source, encoding="utf-8")
-    except OSError as error:
-        raise OptionError.bad_value("--output", args.output,
-                                    f"cannot write it: {error.strerror}") from None
+    write_output("--output", args.output, source)
     print(f"wrote {path}: {spec.describe()}, backend={args.backend}")
     return 0

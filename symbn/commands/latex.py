@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from symbn.api import derive, prove
-from symbn.commands.options import add_layer_arguments, spec_from_args
+from symbn.commands.options import add_layer_arguments, spec_from_args, write_output
 from symbn.document import to_markdown, to_tex
 
 NAME = "latex"
@@ -37,5 +36,5 @@ def run(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(text)
     else:
-        Path(args.output).write_text(text, encoding="utf-8")
+        write_output("--output", args.output, text)
     return 0 if report.holds else 1

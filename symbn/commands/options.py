@@ -1,9 +1,13 @@
-"""Options shared by every subcommand that takes a layer and its variant."""
+"""Options shared by the subcommands: the layer and its variant, and where output goes."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
+from symbn.errors import OptionError
 from symbn.spec import EPS_PLACEMENTS, LAYERS, MODES, VARIANCES, LayerSpec
 
 
@@ -53,5 +57,35 @@ def spec_from_args(args: argparse.Namespace, layer: str | None = None) -> LayerS
     )
 
 
+@contextmanager
+def writing(option: str, value: str) -> Iterator[None]:
+    """Turn an ``OSError`` in the block into the usual one-line :class:`OptionError`.
+
+    ``option`` and ``value`` are the option that named the output (``--output``, ``--dir``) and
+    what the user gave; the message adds the file concerned when it is another one (a file
+    inside a ``--dir`` folder) and the system's reason.
+
+    >>> try:
+    ...     with writing("--output", "/no/x.tex"):
+    ...         Path("/no/x.tex").write_text("x")
+    ... except OptionError as error:
+    ...     print(error)
+    --output='/no/x.tex' is not allowed; cannot write it: No such file or directory
+    """
+    try:
+        yield
+    except OSError as error:
+        same = error.filename is None or Path(error.filename) == Path(value)
+        where = "it" if same else str(error.filename)
+        raise OptionError.bad_value(
+            option, value, f"cannot write {where}: {error.strerror or error}") from None
+
+
+def write_output(option: str, value: str, text: str) -> None:
+    """Write ``text`` to the file ``value`` (UTF-8) that ``option`` named; see :func:`writing`."""
+    with writing(option, value):
+        Path(value).write_text(text, encoding="utf-8")
+
+
 __all__ = ["EPS_PLACEMENTS", "MODES", "VARIANCES", "add_backend_argument", "add_layer_arguments",
-           "add_variant_flags", "spec_from_args"]
+           "add_variant_flags", "spec_from_args", "write_output", "writing"]

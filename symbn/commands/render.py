@@ -9,11 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from symbn.api import derive, prove
+from symbn.commands.options import writing
 from symbn.document import to_markdown, to_tex
+from symbn.errors import OptionError
 from symbn.spec import LayerSpec, all_variants
 
 NAME = "render"
 HELP = "regenerate derivations/ for every batch-norm variant, or check that it is current"
+INDEX = "README.md"
 
 
 def stem(spec: LayerSpec) -> str:
@@ -24,6 +27,31 @@ def stem(spec: LayerSpec) -> str:
     """
     affine = "affine" if spec.affine else "noaffine"
     return f"{spec.layer}-{spec.eps_placement}-{spec.variance}-{affine}-{spec.mode}"
+
+
+def module_name(spec: LayerSpec) -> str:
+    """The file name of a variant's generated NumPy module: the stem with underscores, ``.py``.
+
+    >>> module_name(LayerSpec(affine=False, mode="eval"))
+    'batchnorm_sqrt_biased_noaffine_eval.py'
+    """
+    return stem(spec).replace("-", "_") + ".py"
+
+
+def generated_names() -> frozenset[str]:
+    """Every file name render can write: the only files it ever overwrites or removes.
+
+    The index, and each variant's ``.tex``, ``.md`` and ``.py`` (even when symbn.codegen is
+    missing, so that modules left from an earlier run are removed rather than kept stale).
+
+    >>> names = generated_names()
+    >>> len(names), "README.md" in names, "notes.txt" in names
+    (49, True, False)
+    """
+    names = {INDEX}
+    for spec in all_variants():
+        names |= {f"{stem(spec)}.tex", f"{stem(spec)}.md", module_name(spec)}
+    return frozenset(names)
 
 
 def _module_generator() -> Callable[[LayerSpec], str] | None:
@@ -63,16 +91,21 @@ def expected_files() -> dict[str, str]:
         files[names[0]] = to_tex(d, report)
         files[names[1]] = to_markdown(d, report)
         if generate is not None:
-            names.append(name.replace("-", "_") + ".py")
+            names.append(module_name(spec))
             files[names[2]] = generate(spec)
         rows.append((spec, names))
-    files["README.md"] = _index(rows)
+    files[INDEX] = _index(rows)
     return files
 
 
 def compare(directory: Path, files: dict[str, str]) -> dict[str, list[str]]:
-    """Files of ``directory`` that are stale, missing or extra with respect to ``files``."""
-    present = {p.name for p in directory.iterdir() if p.is_file()} if directory.is_dir() else set()
+    """Generated files of ``directory`` that are stale, missing or extra with respect to ``files``.
+
+    Only names in :func:`generated_names` count: any other file of the folder is not render's
+    and is never reported as extra (nor removed).
+    """
+    present = ({p.name for p in directory.iterdir() if p.is_file()} & generated_names()
+               if directory.is_dir() else set())
     return {
         "stale": sorted(n for n in files if n in present
                         and (directory / n).read_text(encoding="utf-8") != files[n]),
@@ -87,30 +120,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         NAME, help=HELP, description=HELP + ". For each of the 16 variants it writes "
         "NAME.tex and NAME.md (NAME like batchnorm-sqrt-biased-affine-train) and, when "
         "symbn.codegen is available, the generated module NAME_WITH_UNDERSCORES.py, plus an "
-        "index README.md. Output is byte-identical from run to run.",
+        "index README.md, creating DIR if needed. It rewrites only those of these files that "
+        "differ, and removes only files with these names that it no longer generates (the "
+        ".py modules when symbn.codegen is missing); any other file in DIR is left alone. "
+        "Output is byte-identical from run to run.",
         epilog="Example: symbn render; symbn render --check (exit 1 and the file names when "
                "derivations/ is not what the code generates)")
     p.add_argument("--dir", default="derivations", metavar="DIR",
                    help="the folder to write or check (default: derivations)")
     p.add_argument("--check", action="store_true",
-                   help="write nothing; exit 1 naming every stale, missing or extra file")
+                   help="write nothing; exit 1 naming every stale, missing or extra generated "
+                        "file (files with other names are ignored)")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the subcommand; returns the exit status."""
-    directory = Path(args.dir)
-    files = expected_files()
-    problems = compare(directory, files)
-    if args.check:
-        bad = [f"{kind}: {directory / n}" for kind, names in problems.items() for n in names]
-        for line in bad:
-            print(line, file=sys.stderr)
-        if bad:
-            print(f"{directory} is not current: run 'symbn render --dir {directory}'",
-                  file=sys.stderr)
-            return 1
-        print(f"{directory}: {len(files)} files, all current")
-        return 0
+def _check(directory: Path, files: dict[str, str], problems: dict[str, list[str]]) -> int:
+    """``--check``: name every bad file on standard error; the exit status."""
+    bad = [f"{kind}: {directory / n}" for kind, names in problems.items() for n in names]
+    for line in bad:
+        print(line, file=sys.stderr)
+    if bad:
+        print(f"{directory} is not current: run 'symbn render --dir {directory}'",
+              file=sys.stderr)
+        return 1
+    print(f"{directory}: {len(files)} files, all current")
+    return 0
+
+
+def _write(directory: Path, files: dict[str, str], problems: dict[str, list[str]]) -> None:
+    """Remove the extra generated files, write the stale and missing ones, say how many."""
     directory.mkdir(parents=True, exist_ok=True)
     for n in problems["extra"]:
         (directory / n).unlink()
@@ -119,4 +156,18 @@ def run(args: argparse.Namespace) -> int:
         (directory / n).write_text(files[n], encoding="utf-8")
     print(f"{directory}: {len(files)} files, {len(changed)} written, "
           f"{len(problems['extra'])} removed")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the subcommand; returns the exit status."""
+    directory = Path(args.dir)
+    if directory.exists() and not directory.is_dir():
+        raise OptionError.bad_value("--dir", args.dir, "it is a file, not a folder; give a "
+                                    "folder that exists or can be created")
+    files = expected_files()
+    problems = compare(directory, files)
+    if args.check:
+        return _check(directory, files, problems)
+    with writing("--dir", args.dir):
+        _write(directory, files, problems)
     return 0

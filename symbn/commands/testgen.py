@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from symbn.commands.options import add_layer_arguments, spec_from_args
+from symbn.commands.options import add_layer_arguments, spec_from_args, write_output
 from symbn.testgen import generate_tests
 
 NAME = "testgen"
@@ -37,6 +36,6 @@ def run(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(source)
     else:
-        Path(args.output).write_text(source, encoding="utf-8")
+        write_output("--output", args.output, source)
         print(f"wrote {args.output}: tests for {args.target} ({spec.describe()})")
     return 0
