@@ -214,8 +214,8 @@ def _rows(b, r):
 TINY = {np.dtype(np.float32): np.finfo(np.float32).tiny / np.finfo(np.float32).eps,
         np.dtype(np.float64): np.finfo(np.float64).tiny / np.finfo(np.float64).eps}
 # root-mean-square spread of a channel (|x - mean|) beyond which x - mean overflows (float32),
-# or its square does (float64: the sum of squares of up to 1e8 elements stays finite)
-SPREAD = {np.dtype(np.float32): float(np.finfo(np.float32).max), np.dtype(np.float64): 1e150}
+# or b ~ gamma*dy/spread**2 nears the bottom of float64's range (float64)
+SPREAD = {np.dtype(np.float32): float(np.finfo(np.float32).max), np.dtype(np.float64): 1e100}
 # x - shift (both in x's dtype) cannot overflow where |shift| is below half a unit in the last
 # place of the dtype's largest number (2**128 - 2**104 in float32), as |x| is at most that number
 SAFE_SHIFT = {np.dtype(np.float32): 2.0 ** 103, np.dtype(np.float64): 2.0 ** 970}
@@ -433,6 +433,33 @@ def _running_shift(x3, running_mean, blocks, first=0):
     return shift, delta
 
 
+def _product(*factors):
+    """The product of per-channel float64 ``(value, power)`` factors, safe from its own steps.
+
+    The factors are multiplied in turn, as printed (numerator, then denominator). Where that
+    is not finite, its steps may have overflowed where the product does not (r³ = inf with
+    eps = 1e-300, for a constant channel whose Σ dy·xs is 0; r³·Σ dy·xs for γ = 1e-100 with
+    dy = 1e110), and no order suits every input. There (rare: the check costs two operations
+    per channel) each value is split as m·2^e with m in [0.5, 1), the mantissas multiplied and
+    the exponents added, so that the product is inf or NaN only where it is itself.
+    """
+    plain = 1.0
+    with np.errstate(over="ignore", invalid="ignore"):  # detected and repaired below
+        for value, power in factors:
+            for _ in range(abs(power)):
+                plain = plain * value if power > 0 else plain / value
+    if np.isfinite(plain).all():
+        return plain
+    mantissa, exponent = 1.0, 0
+    with np.errstate(invalid="ignore"):  # a NaN factor stays NaN
+        for value, power in factors:
+            m, e = np.frexp(value)
+            for _ in range(abs(power)):
+                mantissa = mantissa * m if power > 0 else mantissa / m
+            exponent = exponent + e * power
+        return np.where(np.isfinite(plain), plain, np.ldexp(mantissa, exponent))
+
+
 def _split(b, dtype):
     """``b`` (float64, per channel) as ``b2 * 2**-e`` with both factors representable in dtype.
 
@@ -579,7 +606,10 @@ def _backward_channels(k, dy3, x3, dx3, gamma, eps):
     sigma_nz = np.where(sigma > 0, sigma, 1.0)  # sigma == 0: limit below
     t0 = delta*sum_g - sum_g_xs
     a = gamma*r
-    b = np.where(sigma > 0, gamma*(eps + sigma_nz)/(sigma_nz*(m - 1))*(r*(r*(r*t0))), 0)
+    b = (
+        np.where(sigma > 0, _product((gamma, 1), (r, 3), (t0, 1), (eps + sigma_nz, 1), (sigma_nz,
+        -1), (m - 1, -1)), 0)
+    )
     dgamma = -r*t0
     dbeta = sum_g
     # dx sums to 0 over each channel: c follows from a and b (symbn proved it)

@@ -57,12 +57,12 @@ COEFFICIENT_NAMES = {G(S.i): "a", XS(S.i): "b", sp.Integer(1): "c"}
 FORWARD_NAMES = {XS(S.i): "p", sp.Integer(1): "q"}
 
 
-def _printer(data: frozenset[str] = frozenset()) -> BatchNumPyPrinter:
+def _printer() -> BatchNumPyPrinter:
     """The printer of per-channel values: they name no array, so an element of one is an error.
 
-    ``data`` names the values that hold sums over the batch (see ``BatchNumPyPrinter``).
+    A product with a cube is formed by the module's ``_product`` (see ``BatchNumPyPrinter``).
     """
-    return BatchNumPyPrinter({"arrays": {}, "data": data})
+    return BatchNumPyPrinter({"arrays": {}, "product": "_product"})
 
 
 def _wrap(line: str, indent: str = "    ") -> list[str]:
@@ -94,20 +94,11 @@ def _assign(name: str, expr: sp.Expr, printer: BatchNumPyPrinter) -> list[str]:
     return _wrap(f"{name} = {printer.doprint(expr)}")
 
 
-def _cse_lines(named: list[tuple[str, sp.Expr]]) -> list[str]:
-    """Assignments for ``named`` with common subexpressions computed once (``t0``, ``t1``…).
-
-    The sums, δ and the subexpressions made of them are data to the printer: a power of r
-    multiplies into them first.
-    """
+def _cse_lines(named: list[tuple[str, sp.Expr]], printer: BatchNumPyPrinter) -> list[str]:
+    """Assignments for ``named`` with common subexpressions computed once (``t0``, ``t1``…)."""
     if not named:
         return []
     shared, reduced = sp.cse([e for _, e in named], symbols=sp.numbered_symbols("t"))
-    data = {s.name for s in (*SUMS, DELTA)}
-    for sym, e in shared:
-        if {v.name for v in e.free_symbols} & data:
-            data.add(sym.name)
-    printer = _printer(frozenset(data))
     lines = [line for sym, e in shared for line in _assign(str(sym), e, printer)]
     for (name, _), e in zip(named, reduced, strict=True):
         lines += _assign(name, e, printer)
@@ -245,12 +236,13 @@ def _pair(name: str, args: list[str], out: str, params: list[str], doc: str,
 
 
 def _forward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
+    p = _printer()
     spec = plan.spec
     coeffs = plan.forward
     names = [(FORWARD_NAMES[k], v) for k, v in sorted(coeffs.items(), key=_key)]
     exprs = list(coeffs.values()) + list(coeffs)
     body = _statistics_lines(plan, backend, exprs, ["x3", "y3"], params, "y")
-    body += _cse_lines(names)
+    body += _cse_lines(names, p)
     body += [f'    {n} = _narrow({n}, "{n}", "y", x3.dtype, k.start)' for n, _ in names]
     arrays = {"xs" if k == XS(S.i) else "": FORWARD_NAMES[k] for k in sorted(coeffs, key=_key)}
     body += _elementwise("y3", arrays, _keeps_xs(plan, exprs, backend))
@@ -273,13 +265,14 @@ def _backward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
     exprs = [e for _, e in named] + list(dx)
     results = [n for n, _ in named if n.startswith("d")]
     body = _statistics_lines(plan, backend, exprs, ["dy3", "x3", "dx3"], params, "dx")
+    p = _printer()
     if plan.c_in_a_b is None:
-        body += _cse_lines(named)
+        body += _cse_lines(named, p)
     else:  # c after a and b, from them (proven in build_plan)
-        body += _cse_lines([(n, e) for n, e in named if n != "c"])
+        body += _cse_lines([(n, e) for n, e in named if n != "c"], p)
         body += ["    # dx sums to 0 over each channel: c follows from a and b (symbn proved it)"]
         body += [f"    c = {_c_line(plan.c_in_a_b)}"]
-    # b stays float64 for _combine, which splits it when it is below x's dtype's range.
+    # b stays float64 for _combine, which splits it where it is beyond x's dtype's range.
     body += [f'    {n} = _narrow({n}, "{n}", "dx", x3.dtype, k.start)'
              for n, _ in named if n in "ac"]
     arrays = {"dy" if k == G(S.i) else "xs" if k == XS(S.i) else "": COEFFICIENT_NAMES[k]

@@ -39,9 +39,9 @@ class BatchNumPyPrinter(NumPyPrinter):
         The name of the variable that holds the tuple of reduced axes (default ``"axes"``).
     accumulate
         The dtype sums accumulate in (default ``"np.float64"``); empty for the array's own.
-    data
-        Names of the symbols that hold data (sums over the batch), which a power multiplies
-        into first (see :meth:`_print_Mul`).
+    product
+        The name of a function that forms a product of more than two factors on mantissas
+        and exponents (see :meth:`_print_Mul`); empty (the default) for plain products.
 
     """
 
@@ -50,7 +50,7 @@ class BatchNumPyPrinter(NumPyPrinter):
         "arrays": {},
         "axes": "axes",
         "accumulate": "np.float64",
-        "data": frozenset(),
+        "product": "",
     }
 
     def _module_format(self, fqn: str, register: bool = True) -> str:
@@ -108,36 +108,32 @@ class BatchNumPyPrinter(NumPyPrinter):
         return str(super()._print_Pow(expr, rational=rational))
 
     def _print_Mul(self, expr: sp.Mul) -> str:
-        """A product of a cube (or higher power) and data: the data times the base, in turn.
+        """With the ``product`` setting, a product with a cube as a call that forms it safely.
 
-        The factors that hold data (those with a symbol named in the ``data`` setting) are
-        multiplied by the base one at a time, then by the rest: ``gamma/m*(r*(r*(r*t0)))``, not
-        ``gamma*(r**2*r)*t0/m``. Each step is then a quantity of the data's own scale (r·t0 is
-        a sum of dy·x̂), so it overflows only where the result does: with ε = 1e-300 a constant
-        channel has r³ = inf and t0 = 0, and r³ first gave NaN; the other way round, γ·t0 first
-        overflows for γ = dy = 1e150. Without data in it, a product prints as SymPy prints it.
+        The call, ``_product((gamma, 1), (r, 3), …)``, works on mantissas and exponents (so do
+        higher powers). Multiplied in turn, factors of very different sizes can overflow or
+        underflow on the way where the product does not: r³ is inf with ε = 1e-300 while a
+        constant channel's Σ dy·xs is 0, and no order suits every input (γ = dy = 1e150
+        overflows γ·Σ dy·xs; γ = 1e-100 with dy = 1e110 overflows r³·Σ dy·xs). The named
+        function (in the generated module) has no such steps. A number stays outside. Without
+        the setting, or without a cube, a product prints as SymPy prints it.
 
         >>> r, s, t = sp.symbols("r s t")
-        >>> printer = BatchNumPyPrinter({"data": {"t"}})
-        >>> printer.doprint(2*s*t*r**3/(s + 1)), printer.doprint(r**3*(t - 1))
-        ('2*s/(s + 1)*(r*(r*(r*t)))', 'r*(r*(r*(t - 1)))')
-        >>> printer.doprint(s*r**3)
-        '(r**2*r)*s'
+        >>> printer = BatchNumPyPrinter({"product": "_product"})
+        >>> printer.doprint(-2*s*t*r**3/(s + 1)), printer.doprint(s*r**2)
+        ('-2*_product((r, 3), (s, 1), (t, 1), (s + 1, -1))', 'r**2*s')
         """
-        data = self._settings["data"]
-        powers = [f for f in expr.args if isinstance(f, sp.Pow) and f.base.is_Symbol
-                  and f.exp.is_Integer and f.exp > 2]
-        held = [f for f in expr.args
-                if f not in powers and {v.name for v in f.free_symbols} & set(data)]
-        if not powers or not held:
+        name = self._settings["product"]
+        coefficient, rest = expr.as_coeff_Mul()
+        factors = [f.as_base_exp() for f in rest.as_ordered_factors()]
+        factors = [(b, e) if e.is_Integer else (b**e, sp.Integer(1)) for b, e in factors]
+        factors = [f for f in factors if f[1] > 0] + [f for f in factors if f[1] < 0]
+        if not name or all(e < 3 for _, e in factors):
             return str(super()._print_Mul(expr))
-        level = sp.printing.precedence.PRECEDENCE["Mul"]
-        text = self.parenthesize(sp.Mul(*held), level, strict=True)
-        for k, base in enumerate(p.base for p in sorted(powers, key=sp.default_sort_key)
-                                 for _ in range(int(p.exp))):
-            text = f"{self.parenthesize(base, level)}*{text if k == 0 else f'({text})'}"
-        rest = sp.Mul(*(f for f in expr.args if f not in powers and f not in held))
-        return text if rest == 1 else f"{self.parenthesize(rest, level, strict=True)}*({text})"
+        call = f"{name}({', '.join(f'({self._print(b)}, {int(e)})' for b, e in factors)})"
+        if coefficient == 1:
+            return call
+        return f"-{call}" if coefficient == -1 else f"{self._print(coefficient)}*{call}"
 
     def _print_StrictGreaterThan(self, expr: sp.Expr) -> str:
         """``a > b`` as an operator, which numexpr and NumPy both read."""

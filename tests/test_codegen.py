@@ -224,24 +224,29 @@ def test_float32_near_overflow_is_accurate(spec, generated, backend):
 
 @pytest.mark.parametrize("spec", [s for s in VARIANTS if s.mode == "train"],
                          ids=lambda s: s.describe())
-def test_float64_tiny_eps_and_wide_spread_stay_accurate(spec, generated, backend):
-    """float64 at the edges of its range, dx within 1e-12 of the mpmath closed form:
-    - eps = 1e-300: a constant channel (r = 1e150, so r³ is beyond float64 while its Σ dy·xs
-      is 0) and a channel spread 1e140 from its mean (r³ = 1e-420); r³ formed first gave NaN
-      and 0 there;
-    - γ = dy = 1e150 with x ~ 1e50: γ·Σ dy·xs formed first is beyond float64 (NaN)."""
+def test_float64_products_with_a_cube_stay_in_range(spec, generated, backend):
+    """float64, dx within 1e-12 of the mpmath closed form where b = γ·r³·Σ(...)/m is finite but
+    some order of its factors is not (each order failed one case; _product takes none):
+    - eps = 1e-300: r³ = 1e450 and a constant channel's Σ dy·xs = 0 (r³ first: NaN), beside an
+      ordinary channel and one spread 1e90 from its mean (r³ = 1e-270);
+    - γ = dy = 1e150, x ~ 1e50 (γ·Σ dy·xs first: NaN);
+    - γ = 1e-100, dy = 1e110, x ~ 1e-100, eps = 1e-200 (r³·Σ dy·xs first: NaN);
+    - γ = 1e165, x ~ 1e-150 (std placement: γ·(eps + σ)/(m·σ) first: NaN)."""
     ns = compiled(generated(spec, backend))
     dy, _, params, _ = inputs(spec, (6, 3), -1, seed=10)
     rng = np.random.default_rng(11)
-    x = np.stack([np.full(6, 2.5), rng.standard_normal(6), 1e140 * rng.standard_normal(6)], 1)
-    big = [1e150 * p for p in params]
+    x = np.stack([np.full(6, 2.5), rng.standard_normal(6), 1e90 * rng.standard_normal(6)], 1)
+    one = (slice(None), slice(1, 2))
     cases = [(dy, x, params, 1e-300),
-             (1e150 * dy[:, 1:2], 1e50 * x[:, 1:2], [p[1:2] for p in big], 1e-5)]
+             (1e150 * dy[one], 1e50 * x[one], [1e150 * p[1:2] for p in params], 1e-5)]
+    if spec.affine:  # without γ, b itself is beyond float64 in the third
+        cases += [(1e110 * dy[one], 1e-100 * x[one], [1e-100 * params[0][1:2]], 1e-200),
+                  (dy[one], 1e-150 * x[one], [1e165 * params[0][1:2]], 1e-5)]
     for dy_k, x_k, params_k, eps in cases:
         with np.errstate(over="raise", invalid="raise"):
             got = ns["backward"](dy_k, x_k, *params_k, eps=eps)
         ref = reference(spec, dy_k, x_k, *params_k, eps=eps)
-        assert max(relative_errors(spec, got, ref).values()) <= 1e-12, eps
+        assert max(relative_errors(spec, got, ref).values()) <= 1e-12, (eps, params_k)
 
 
 def test_float32_coefficients_beyond_float32_are_split_or_refused(generated, backend):
@@ -386,7 +391,7 @@ def test_bad_arguments_raise_value_errors_naming_shapes(generated):
         ((dy, x, gamma), {"eps": True}, "eps=True; expected a finite real number"),
         ((dy, 1e160 * np.arange(12.0).reshape(4, 3), gamma), {},
          "channel 0 spreads too far from its mean for float64: expected .* below about 1.0e"),
-        ((dy, 2e151 * np.arange(12.0).reshape(4, 3), gamma), {},  # Σ xs² finite, σ > 1e150
+        ((dy, 1e110 * np.arange(12.0).reshape(4, 3), gamma), {},  # b ~ 1e-220·dy
          "channel 0 spreads too far from its mean for float64"),
         ((dy.astype(np.float32), np.float32([[3e38] * 3, [3e38] * 3, [-3e38] * 3, [0] * 3]),
           gamma), {}, "channel 0 spreads too far from its mean for float32"),
