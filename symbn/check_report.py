@@ -49,6 +49,8 @@ class OutputCheck:
 
     def line(self) -> str:
         """``dx: error 3.1e-16 (tolerance 4.2e-14) at [2, 0]: analytic … reference …``."""
+        if not self.valid:
+            return f"{self.output}: FAIL, {self.note}"
         where = f" at {list(self.index)}" if self.index else ""
         status = "ok" if self.passed else "FAIL"
         if not self.informative:
@@ -117,7 +119,8 @@ class CheckReport:
                  f"{'output':<8}{'worst rel. error':>18}{'tolerance':>12}  input"]
         for name, o in self.worst().items():
             lines.append(f"{name:<8}{o.error:>18.3g}{o.tolerance:>12.3g}  {o.case}")
-            lines.append(f"{'':8}analytic {o.analytic!r} reference {o.reference!r}"
+            lines.append(f"{'':8}{o.note}" if not o.valid else
+                         f"{'':8}analytic {o.analytic!r} reference {o.reference!r}"
                          + (f" at {list(o.index)}" if o.index else ""))
         failed = [c for c in self.cases if not c.passed]
         if failed:

@@ -445,17 +445,26 @@ def _returning(change: Callable[[np.ndarray], object]) -> Callable[..., object]:
     (lambda dx: dx + 1e3j, "float64", "dtype complex128 (not real floats)"),
     (lambda dx: dx.astype(np.complex128), "float64", "dtype complex128"),
     (lambda dx: dx.tolist(), "float64", "a list; expected a NumPy array of float64"),
-    (lambda dx: dx.astype(np.float64), "float32", "dtype float64; expected a NumPy array of "
-                                                  "float32, the dtype of x"),
-    (lambda dx: dx.astype(np.float32), "float64", "dtype float32"),
-], ids=["complex", "complex, zero imaginary part", "list", "float64 for float32",
-        "float32 for float64"])
+    (lambda dx: dx.astype(np.float32), "float64", "dtype float32; expected a NumPy array of "
+                                                  "float64, the dtype of x"),
+    (lambda dx: dx.astype(np.int64), "float64", "dtype int64 (not real floats)"),
+], ids=["complex", "complex, zero imaginary part", "list", "float32 for float64", "integers"])
 def test_outputs_that_break_the_generated_codes_contract_fail(change, dtype: str,
                                                               text: str) -> None:
-    """dx complex, a list, or in another dtype than x: FAIL, and the report says why."""
+    """dx complex, a list, integers or narrower than x: FAIL, and the report says why (not an
+    "analytic nan reference nan" line)."""
     report = check_backward(_returning(change), dtype=dtype)
     assert not report.passed and not report.worst()["dx"].passed
-    assert text in report.format()
+    assert f"dx: FAIL, {text}" in report.format()
+    assert "analytic nan" not in report.format()
+
+
+def test_a_wider_float_result_is_compared_not_failed() -> None:
+    """A right backward that computes and returns float64 for float32 inputs passes, compared
+    at float32's tolerance; the same result off by 1e-3 fails."""
+    assert check_backward(_returning(lambda dx: dx.astype(np.float64)), dtype="float32").passed
+    wrong = _returning(lambda dx: dx.astype(np.float64) * (1 + 1e-3))
+    assert not check_backward(wrong, dtype="float32").passed
 
 
 @pytest.mark.parametrize("dps", [10, 19, 0, -5, 25.0, True, "30"])
