@@ -11,6 +11,7 @@ import pytest
 
 import symbn
 from symbn.commands import render
+from symbn.errors import OptionError
 
 ROOT = Path(__file__).resolve().parents[1]
 DERIVATIONS = ROOT / "derivations"
@@ -96,6 +97,24 @@ def test_render_removes_only_files_it_generates(files, tmp_path, monkeypatch, ca
     assert {p.name for p in target.iterdir()} == set(without_modules) | set(mine)
     assert all((target / n).read_text(encoding="utf-8") == t for n, t in mine.items())
     assert render.run(_args(["--check", "--dir", str(target)])) == 0
+
+
+def test_render_refuses_to_replace_a_readme_that_is_not_its_index(files, tmp_path, monkeypatch):
+    """A folder whose README.md is somebody's (a project's) is refused, the README untouched;
+    render's own index is rewritten as before."""
+    monkeypatch.setattr(render, "expected_files", lambda: files)
+    target = tmp_path / "project"
+    target.mkdir()
+    (target / "README.md").write_text("# My project\n", encoding="utf-8")
+    with pytest.raises(OptionError, match=r"README\.md is not symbn's index"):
+        render.run(_args(["--dir", str(target)]))
+    assert (target / "README.md").read_text(encoding="utf-8") == "# My project\n"
+    assert [p.name for p in target.iterdir()] == ["README.md"]
+    own = tmp_path / "derivations"
+    own.mkdir()
+    (own / "README.md").write_text(files["README.md"].replace("| yes |", "| no |"), "utf-8")
+    assert render.run(_args(["--dir", str(own)])) == 0
+    assert (own / "README.md").read_text(encoding="utf-8") == files["README.md"]
 
 
 def test_generated_names_are_what_render_writes(files):
