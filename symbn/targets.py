@@ -54,7 +54,7 @@ def _load_file(target: str, where: str) -> ModuleType:
     """Execute the file ``where`` as the module ``_symbn_target_<stem>``.
 
     The module is in ``sys.modules`` while it executes, as an import would put it (``dataclasses``
-    and ``typing`` look it up there), and is taken out again if executing it fails.
+    and ``typing`` look it up there); if executing it fails, the entry is what it was before.
     """
     path = Path(where)
     if not path.is_file():
@@ -64,12 +64,16 @@ def _load_file(target: str, where: str) -> ModuleType:
     if spec is None or spec.loader is None:
         raise OptionError.bad_value("target", target, f"cannot import {where}")
     module = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get(module_name)  # a file of the same name loaded before
     sys.modules[module_name] = module
     try:
         with _first_on_path(str(path.resolve().parent)):
             spec.loader.exec_module(module)
     except Exception as error:
-        sys.modules.pop(module_name, None)
+        if previous is None:
+            sys.modules.pop(module_name, None)
+        else:
+            sys.modules[module_name] = previous
         raise OptionError.bad_value(
             "target", target, f"importing {where} failed: {type(error).__name__}: {error}"
         ) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -181,6 +182,12 @@ def test_a_file_that_fails_to_import_is_one_line_and_not_left_in_sys_modules(
     code, _, err = run(capsys, "check", f"{path}:backward")
     assert code == 2 and "RuntimeError: broken on purpose" in err
     assert "_symbn_target_bn_broken" not in sys.modules
+    earlier = sys.modules["_symbn_target_bn_broken"] = types.ModuleType("earlier")
+    try:  # a file of the same name loaded before keeps its entry
+        code, _, _ = run(capsys, "check", f"{path}:backward")
+        assert code == 2 and sys.modules["_symbn_target_bn_broken"] is earlier
+    finally:
+        sys.modules.pop("_symbn_target_bn_broken", None)
 
 
 def test_check_imports_a_module_of_the_current_directory(
