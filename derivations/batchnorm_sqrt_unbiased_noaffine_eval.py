@@ -445,7 +445,7 @@ def _product(*factors):
     if np.isfinite(plain).all():
         return plain
     mantissa, exponent = 1.0, 0
-    with np.errstate(invalid="ignore"):  # a NaN factor stays NaN
+    with np.errstate(over="ignore", invalid="ignore"):  # as the plain product: inf, NaN
         for value, power in factors:
             m, e = np.frexp(value)
             for _ in range(abs(power)):

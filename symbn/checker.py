@@ -181,12 +181,12 @@ def _contract_violation(analytic: Any, dtype: np.dtype, shape: tuple[int, ...]) 
     Each output is a NumPy array of real floats at least as wide as x's dtype (the generated
     code keeps x's dtype; float64 for float32 inputs is compared at float32's tolerance),
     shaped like x (dx) or with one value per channel (dgamma, dbeta). A list fails (even of
-    the right numbers), so do complex values (whose imaginary part a comparison would drop),
-    integers and a narrower dtype.
+    the right numbers), so do a masked array (whose masked elements a comparison would take as
+    right), complex values (whose imaginary part it would drop), integers and a narrower dtype.
     """
     contract = f"expected a NumPy array of {dtype}, the dtype of x, as symbn's generated code " \
                "returns"
-    if not isinstance(analytic, np.ndarray):
+    if not isinstance(analytic, np.ndarray) or isinstance(analytic, np.ma.MaskedArray):
         return f"a {type(analytic).__name__}; {contract}"
     if analytic.dtype.kind != "f" or analytic.dtype.itemsize < dtype.itemsize:
         real = "" if analytic.dtype.kind == "f" else " (not real floats)"
@@ -222,8 +222,9 @@ def check_case(fn: Callable[..., Any], case: Case, *, spec: LayerSpec | None = N
     """Run ``fn`` on one case and compare each output with the reference.
 
     ``case`` must pass :func:`symbn.cases.validate_case` and ``dps`` :func:`symbn.fd.check_dps`
-    (an :class:`OptionError` otherwise). Each output must be a NumPy array in the dtype of x
-    (see :func:`_contract_violation`); any other output is a failure, not an error.
+    (an :class:`OptionError` otherwise). Each output must be a NumPy array of real floats in
+    the dtype of x or wider (see :func:`_contract_violation`); any other output is a failure,
+    not an error.
 
     >>> import numpy as np
     >>> case = default_cases(LayerSpec(mode="eval", affine=False))[0]
@@ -357,7 +358,8 @@ def check_backward(fn: Callable[..., Any], layer: str = "batchnorm", *,
         The variant ``fn`` implements (as in :class:`symbn.LayerSpec`).
     dtype
         ``"float64"`` or ``"float32"``: the dtype of symbn's inputs (unused with ``cases``,
-        whose x carries its dtype). The backward's outputs must keep the dtype of x.
+        whose x carries its dtype). The backward's outputs are real floats in the dtype of x or
+        wider.
     cases
         Inputs to use instead of symbn's own (:func:`default_cases`), each a :class:`Case`
         that passes :func:`symbn.cases.validate_case`; degenerate ones are warned about, and

@@ -448,7 +448,9 @@ def _returning(change: Callable[[np.ndarray], object]) -> Callable[..., object]:
     (lambda dx: dx.astype(np.float32), "float64", "dtype float32; expected a NumPy array of "
                                                   "float64, the dtype of x"),
     (lambda dx: dx.astype(np.int64), "float64", "dtype int64 (not real floats)"),
-], ids=["complex", "complex, zero imaginary part", "list", "float32 for float64", "integers"])
+    (lambda dx: np.ma.masked_array(np.zeros_like(dx), True), "float64", "a MaskedArray"),
+], ids=["complex", "complex, zero imaginary part", "list", "float32 for float64", "integers",
+        "masked zeros"])
 def test_outputs_that_break_the_generated_codes_contract_fail(change, dtype: str,
                                                               text: str) -> None:
     """dx complex, a list, integers or narrower than x: FAIL, and the report says why (not an

@@ -110,6 +110,10 @@ def test_render_refuses_to_replace_a_readme_that_is_not_its_index(files, tmp_pat
         render.run(_args(["--dir", str(target)]))
     assert (target / "README.md").read_text(encoding="utf-8") == "# My project\n"
     assert [p.name for p in target.iterdir()] == ["README.md"]
+    (target / "README.md").write_bytes(b"# Projekt \xe9t\xe9\n")  # Latin-1, not UTF-8
+    with pytest.raises(OptionError, match=r"README\.md is not symbn's index"):
+        render.run(_args(["--dir", str(target)]))
+    assert (target / "README.md").read_bytes() == b"# Projekt \xe9t\xe9\n"
     own = tmp_path / "derivations"
     own.mkdir()
     (own / "README.md").write_text(files["README.md"].replace("| yes |", "| no |"), "utf-8")

@@ -99,6 +99,11 @@ def expected_files() -> dict[str, str]:
     return files
 
 
+def _text(path: Path) -> str:
+    """A file's text; bytes that are not UTF-8 (a user's Latin-1 README.md) read as U+FFFD."""
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
 def compare(directory: Path, files: dict[str, str]) -> dict[str, list[str]]:
     """Generated files of ``directory`` that are stale, missing or extra with respect to ``files``.
 
@@ -108,8 +113,7 @@ def compare(directory: Path, files: dict[str, str]) -> dict[str, list[str]]:
     present = ({p.name for p in directory.iterdir() if p.is_file()} & generated_names()
                if directory.is_dir() else set())
     return {
-        "stale": sorted(n for n in files if n in present
-                        and (directory / n).read_text(encoding="utf-8") != files[n]),
+        "stale": sorted(n for n in files if n in present and _text(directory / n) != files[n]),
         "missing": sorted(set(files) - present),
         "extra": sorted(present - set(files)),
     }
@@ -166,7 +170,7 @@ def _refuse_foreign_index(directory: Path, given: str) -> None:
     replace it. Its own index says near the top that render generated it.
     """
     index = directory / INDEX
-    if index.is_file() and INDEX_MARK not in index.read_text(encoding="utf-8")[:1000]:
+    if index.is_file() and INDEX_MARK not in _text(index)[:1000]:
         raise OptionError.bad_value(
             "--dir", given, f"{index} is not symbn's index of derivations and render would "
             "replace it; give a folder of its own (such as derivations)")
