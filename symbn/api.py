@@ -9,9 +9,7 @@ True
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
-from typing import Any
 
 import sympy as sp
 
@@ -133,8 +131,7 @@ def derive(spec: LayerSpec | None = None, m: int | None = None) -> Derivation:
     if not isinstance(spec, LayerSpec):
         raise OptionError.bad_value(
             "spec", spec, "give a symbn.LayerSpec, such as symbn.LayerSpec(layer='batchnorm')")
-    m = _whole_or_none(m)
-    spec.check_batch_size(m)
+    m = spec.check_batch_size(m)
     graph = build_graph(spec)
     symbolic = backward(graph, SymbolicBatch())
     form = normalized(graph, symbolic.forward)
@@ -154,13 +151,6 @@ def derive(spec: LayerSpec | None = None, m: int | None = None) -> Derivation:
         definitions={str(k): v for k, v in definitions(form).items()},
         conditions=_conditions(spec, graph, closed_sym), form=form,
     )
-
-
-def _whole_or_none(m: Any) -> Any:
-    """A NumPy (or other) integer as an ``int``; anything else as given, for the spec to judge."""
-    if isinstance(m, numbers.Integral) and not isinstance(m, bool):
-        return int(m)
-    return m
 
 
 def _reduce_step(expr: Elem, facts: dict[sp.Sum, sp.Expr]) -> sp.Expr:

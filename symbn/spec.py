@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from symbn.errors import OptionError
+from symbn.errors import OptionError, check_whole
 
 LAYERS: tuple[str, ...] = ("batchnorm",)
 EpsPlacement = Literal["sqrt", "std"]
@@ -84,8 +84,10 @@ class LayerSpec:
             f"{affine}, mode={self.mode}"
         )
 
-    def check_batch_size(self, m: int | None) -> None:
-        """Reject a batch size this variant cannot use (``None`` means symbolic m).
+    def check_batch_size(self, m: object) -> int | None:
+        """``m`` as an ``int`` (``None`` means symbolic m), or reject one this variant cannot use.
+
+        NumPy integers are whole numbers; booleans are not.
 
         >>> LayerSpec(variance="unbiased").check_batch_size(1)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
@@ -93,11 +95,8 @@ class LayerSpec:
         symbn.errors.OptionError: m=1 is not allowed; unbiased variance divides by m - 1 = 0: ...
         """
         if m is None:
-            return
-        if isinstance(m, bool) or not isinstance(m, int):
-            raise OptionError.bad_value("m", m, "the batch size must be a whole number >= 1")
-        if m < 1:
-            raise OptionError.bad_value("m", m, "the batch size must be a whole number >= 1")
+            return None
+        m = check_whole("m", m, 1, "a whole-number batch size")
         if m > MAX_EXPLICIT_M:
             raise OptionError.bad_value(
                 "m", m,
@@ -109,6 +108,7 @@ class LayerSpec:
                 "m", m,
                 "unbiased variance divides by m - 1 = 0: use m >= 2 or variance='biased'",
             )
+        return m
 
 
 def all_variants(layer: str = "batchnorm") -> tuple[LayerSpec, ...]:
