@@ -235,8 +235,12 @@ def check_case(fn: Callable[..., Any], case: Case, *, spec: LayerSpec | None = N
     """
     spec = spec or LayerSpec()
     validate_case(case, spec)
-    dps = check_dps(dps)
-    ref = reference or Reference(spec)
+    return _run_case(fn, case, spec, check_dps(dps), reference or Reference(spec))
+
+
+def _run_case(fn: Callable[..., Any], case: Case, spec: LayerSpec, dps: int,
+              ref: Reference) -> CaseResult:
+    """:func:`check_case` on a case and options already validated."""
     truth = _truth(ref, case, dps)
     dtype = case.x.dtype
     kappa = max(float(k.max()) for k in truth.kappas.values())
@@ -394,7 +398,7 @@ def check_backward(fn: Callable[..., Any], layer: str = "batchnorm", *,
     for k, case in enumerate(chosen):
         validate_case(case, spec, f"cases[{k}]")
     ref = Reference(spec)
-    results = tuple(check_case(fn, c, spec=spec, dps=dps, reference=ref) for c in chosen)
+    results = tuple(_run_case(fn, c, spec, dps, ref) for c in chosen)
     warnings = [] if own else degenerate_data_warnings(spec, chosen)
     skipped = [f"{o.case}: {o.output} not checked: tolerance {o.tolerance:.2g} is too loose "
                f"for {np.asarray(r.case.x).dtype} on this input"
