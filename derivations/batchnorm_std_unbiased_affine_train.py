@@ -443,21 +443,25 @@ def _product(*factors):
     per channel) each value is split as m·2^e with m in [0.5, 1), the mantissas multiplied and
     the exponents added, so that the product is inf or NaN only where it is itself.
     """
-    plain = 1.0
-    with np.errstate(over="ignore", invalid="ignore"):  # detected and repaired below
-        for value, power in factors:
-            for _ in range(abs(power)):
-                plain = plain * value if power > 0 else plain / value
-    if np.isfinite(plain).all():
-        return plain
-    mantissa, exponent = 1.0, 0
-    with np.errstate(over="ignore", invalid="ignore"):  # as the plain product: inf, NaN
-        for value, power in factors:
-            m, e = np.frexp(value)
-            for _ in range(abs(power)):
-                mantissa = mantissa * m if power > 0 else mantissa / m
+    with np.errstate(over="ignore", invalid="ignore"):  # repaired below; as plain: inf, NaN
+        plain = _in_turn(factors)
+        if np.isfinite(plain).all():
+            return plain
+        split = [(np.frexp(value), power) for value, power in factors]
+        mantissa = _in_turn([(m, power) for (m, _), power in split])
+        exponent = 0
+        for (_, e), power in split:
             exponent = exponent + e * power
         return np.where(np.isfinite(plain), plain, np.ldexp(mantissa, exponent))
+
+
+def _in_turn(factors):
+    """The ``(value, power)`` factors multiplied one at a time, in order."""
+    out = 1.0
+    for value, power in factors:
+        for _ in range(abs(power)):
+            out = out * value if power > 0 else out / value
+    return out
 
 
 def _split(b, dtype):
