@@ -334,7 +334,8 @@ def _docstring(plan: Plan, backend: str) -> list[str]:
         "proved this equal to the closed form for every m and every shift before printing it. "
         "Every sum accumulates in float64 (float32 blocks are copied to float64 first, so "
         "products are exact). Channels go in groups of at most GROUP, each computed end to end; "
-        "passes go over blocks of about BLOCK_SIZE elements, a few NumPy calls per block.",
+        "passes go over blocks of about BLOCK_SIZE elements, a few NumPy calls per block, in two "
+        "halves at once (two threads) in an array of THREADED elements or more.",
         WIDTH - 4),
         "", "Signatures:",
         f"    forward({', '.join(['x', *_params(spec, True)])}, *, eps=1e-5, axis=-1) -> y",
@@ -362,7 +363,8 @@ def generate_module(spec: LayerSpec, backend: str = "numpy") -> str:
     """The source of a standalone module with ``forward`` and ``backward`` for ``spec``.
 
     The same spec and backend always give the same bytes; the module imports NumPy (and, for
-    ``backend="numexpr"``, numexpr) and nothing from symbn.
+    ``backend="numexpr"``, numexpr), the standard library's threading and contextvars, and
+    nothing from symbn.
 
     Raises
     ------
@@ -378,8 +380,8 @@ def generate_module(spec: LayerSpec, backend: str = "numpy") -> str:
     unbiased = spec.variance == "unbiased" and spec.uses_batch_statistics
     reason = " (unbiased variance divides by m - 1)" if unbiased else ""
     doc = _docstring(plan, backend)
-    imports = ["import numexpr as ne", "import numpy as np"] if backend == "numexpr" \
-        else ["import numpy as np"]
+    imports = ["import contextvars", "import threading", "",
+               *(["import numexpr as ne"] if backend == "numexpr" else []), "import numpy as np"]
     parts = ['"""' + doc[0], *doc[1:], '"""', "", *imports, "",
              '__all__ = ["backward", "forward"]', "",
              layout_source(2 if unbiased else 1, reason).rstrip("\n"), "", "",

@@ -14,6 +14,7 @@ ONE_BLOCK = 1 << 14  # elements: an array this small goes in one block (fewer Nu
 GROUP = 1 << 15  # channels at most in a group, computed end to end (see _groups)
 LONG = 1 << 7  # elements: a run this long is summed along itself (see _block_sum)
 RUN = 1 << 14  # elements at least in a row of per-channel values written out (see _by_block)
+THREADED = 1 << 21  # elements: an array this large is swept in two halves at once (_halves)
 
 
 def _layout(x, axis):

@@ -6,6 +6,7 @@ sums here; the accuracy and memory tests of test_codegen then check the whole pa
 """
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -119,14 +120,17 @@ def test_one_block_arrays_broadcast_unless_rows_are_many(ns):
         assert len(blocks) == 1 and (blocks[0][3] > 0) == written_out, shape
 
 
+@pytest.mark.parametrize("threaded", [False, True], ids=["one-sweep", "halves"])
 @pytest.mark.parametrize("shape, axis", [((4099, 3), -1), ((37, 5, 4), 1), ((1000, 2, 2), 1),
                                          ((997, 7), -1), ((3001, 1, 2), 1)], ids=str)
-def test_backward_and_forward_through_blocks_of_every_kind(ns, shape, axis, monkeypatch):
+def test_backward_and_forward_through_blocks_of_every_kind(ns, shape, axis, threaded,
+                                                           monkeypatch):
     """With small blocks and rows (SMALL), the passes go through blocks read as rows of r rows,
-    the ragged last block with its own r, and broadcast blocks: every dx, dγ, dβ and y is
-    within 1e-13 of the long-double closed form (a block given another's values, or skipped,
-    is off by O(1))."""
-    for name, value in SMALL.items():
+    the ragged last block with its own r, and broadcast blocks, in one sweep or (THREADED
+    lowered) in two halves at once: every dx, dγ, dβ and y is within 1e-13 of the long-double
+    closed form (a block given another's values, or skipped, or a half's sums dropped, is off
+    by O(1))."""
+    for name, value in {**SMALL, **({"THREADED": 1} if threaded else {})}.items():
         monkeypatch.setitem(ns, name, value)
     rng = np.random.default_rng(35)
     x = rng.standard_normal(shape) * 3 + 1.5
@@ -183,3 +187,58 @@ def test_narrow_rows_with_rows_left_over_a_fold_are_all_computed(backend, shape,
         scale = np.linalg.norm(gk) * float(r)
         assert np.abs(channel(dx, k, axis) - truth).max() <= 1e-14 * scale
         assert abs(dbeta[k] - sum_g) <= 1e-14 * np.linalg.norm(gk) * np.sqrt(xk.size)
+
+
+class _Spy:
+    """threading, as the generated module sees it, counting the threads started."""
+
+    def __init__(self, threading):
+        self.started, self._threading = 0, threading
+
+    def Thread(self, *args, **kwargs):  # the name threading gives it
+        self.started += 1
+        return self._threading.Thread(*args, **kwargs)
+
+
+def test_large_arrays_are_swept_in_two_threads_with_the_serial_result(ns, monkeypatch):
+    """An array of THREADED elements or more is swept in two halves, the second in a thread of
+    its own (one for the sums, one for dx); the result is bitwise that of the same halves
+    swept one after the other, so it does not depend on how the threads ran. A smaller array
+    starts no thread."""
+    rng = np.random.default_rng(36)
+    x = rng.standard_normal((3000, 5)).astype(np.float32) + 4
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    gamma = np.linspace(0.5, 2, 5)
+    spy = _Spy(ns["threading"])
+    monkeypatch.setitem(ns, "threading", spy)
+    ns["backward"](dy, x, gamma)
+    assert spy.started == 0
+    for name, value in {**SMALL, "THREADED": x.size}.items():
+        monkeypatch.setitem(ns, name, value)
+    threaded = ns["backward"](dy, x, gamma)
+    assert spy.started == 2
+    monkeypatch.setitem(ns, "_at_once", lambda work, parts: [work(part) for part in parts])
+    for got, want in zip(threaded, ns["backward"](dy, x, gamma), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert spy.started == 2
+
+
+def test_threads_keep_the_callers_errstate_and_raise_their_errors_in_it(ns):
+    """_at_once runs each part in a copy of the caller's context, so an overflow the caller
+    ignores is ignored in the threads too (in a thread's own context NumPy warns); an error
+    raised in a thread is raised in the caller."""
+    def overflow(part):
+        return np.float32(3e38) * np.float32(part)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(over="ignore"):
+            assert np.isinf(ns["_at_once"](overflow, [1, 10, 100])[1:]).all()
+
+    def fail(part):
+        if part == 2:
+            raise KeyError("the second part")
+        return part
+
+    with pytest.raises(KeyError, match="the second part"):
+        ns["_at_once"](fail, [1, 2])
