@@ -492,32 +492,46 @@ def _running_shift(x3, running_mean, blocks, first=0):
 def _product(*factors):
     """The product of per-channel float64 ``(value, power)`` factors, safe from its own steps.
 
-    The factors are multiplied in turn, as printed (numerator, then denominator). Where that
-    is not finite, its steps may have overflowed where the product does not (r³ = inf with
-    eps = 1e-300, for a constant channel whose Σ dy·xs is 0; r³·Σ dy·xs for γ = 1e-100 with
-    dy = 1e110), and no order suits every input. There (rare: the check costs two operations
-    per channel) each value is split as m·2^e with m in [0.5, 1), the mantissas multiplied and
-    the exponents added, so that the product is inf or NaN only where it is itself.
+    The factors are multiplied in turn, as printed (numerator, then denominator). A step may
+    overflow where the product does not (r³ = inf with eps = 1e-300, for a constant channel
+    whose Σ dy·xs is 0; r³·Σ dy·xs for γ = 1e-100 with dy = 1e110), or fall below float64's
+    normal range and lose digits (γ·r³ for γ = 1e-150 at a spread of 1e60: dx off by 0.47),
+    and no order suits every input. Where the product is not finite, or (rare: NumPy's
+    underflow flag says so, at no cost otherwise) a step fell below the normal range, each
+    value is split as m·2^e with m in [0.5, 1), the mantissas multiplied and the exponents
+    added, so that the product is inf or NaN only where it is itself, and rounded once.
     """
-    with np.errstate(over="ignore", invalid="ignore"):  # repaired below; as plain: inf, NaN
-        plain = _in_turn(factors)
-        if np.isfinite(plain).all():
+    with np.errstate(over="ignore", invalid="ignore", under="raise"):  # as plain: inf, NaN
+        try:
+            plain = _in_turn(factors)
+            repair = ~np.isfinite(plain)
+        except FloatingPointError:  # a step underflowed: find the channels where one did
+            with np.errstate(under="ignore"):
+                plain, low = _in_turn(factors, low=False)
+            repair = low | ~np.isfinite(plain)
+        if not repair.any():
             return plain
         split = [(np.frexp(value), power) for value, power in factors]
         mantissa = _in_turn([(m, power) for (m, _), power in split])
         exponent = 0
         for (_, e), power in split:
             exponent = exponent + e * power
-        return np.where(np.isfinite(plain), plain, np.ldexp(mantissa, exponent))
+        with np.errstate(under="ignore"):  # a product below the normal range, rounded once
+            return np.where(repair, np.ldexp(mantissa, exponent), plain)
 
 
-def _in_turn(factors):
-    """The ``(value, power)`` factors multiplied one at a time, in order."""
+def _in_turn(factors, low=None):
+    """The ``(value, power)`` factors multiplied one at a time, in order.
+
+    Given ``low`` (False), also where a step fell below float64's normal range (or to 0).
+    """
     out = 1.0
     for value, power in factors:
         for _ in range(abs(power)):
             out = out * value if power > 0 else out / value
-    return out
+            if low is not None:
+                low = low | (np.abs(out) < np.finfo(np.float64).tiny)
+    return out if low is None else (out, low)
 
 
 def _split(b, dtype):
