@@ -1,0 +1,96 @@
+"""The fixed parts of a generated module: per-channel coefficients kept in range.
+
+Text copied verbatim into the module :mod:`symbn.codegen` writes, after the sweeps of
+:mod:`symbn.codegen_passes`: a product of per-channel factors safe from its own steps'
+overflow and underflow, and a coefficient narrowed to x's dtype (split in two factors, or
+refused with a ValueError naming the channel) where it is beyond that dtype's range.
+"""
+
+from __future__ import annotations
+
+COEFFICIENTS = '''def _product(*factors):
+    """The product of per-channel float64 ``(value, power)`` factors, safe from its own steps.
+
+    The factors are multiplied in turn, as printed (numerator, then denominator). A step may
+    overflow where the product does not (r³ = inf with eps = 1e-300, for a constant channel
+    whose Σ dy·xs is 0; r³·Σ dy·xs for γ = 1e-100 with dy = 1e110), or fall below float64's
+    normal range and lose digits (γ·r³ for γ = 1e-150 at a spread of 1e60: dx off by 0.47),
+    and no order suits every input. Where the product is not finite, or (rare: NumPy's
+    underflow flag says so, at no cost otherwise) a step fell below the normal range, each
+    value is split as m·2^e with m in [0.5, 1), the mantissas multiplied and the exponents
+    added, so that the product is inf or NaN only where it is itself, and rounded once.
+    """
+    with np.errstate(over="ignore", invalid="ignore", under="raise"):  # as plain: inf, NaN
+        try:
+            plain = _in_turn(factors)
+            repair = ~np.isfinite(plain)
+        except FloatingPointError:  # a step underflowed: find the channels where one did
+            with np.errstate(under="ignore"):
+                plain, low = _in_turn(factors, low=False)
+            repair = low | ~np.isfinite(plain)
+        if not repair.any():
+            return plain
+        split = [(np.frexp(value), power) for value, power in factors]
+        mantissa = _in_turn([(m, power) for (m, _), power in split])
+        exponent = 0
+        for (_, e), power in split:
+            exponent = exponent + e * power
+        with np.errstate(under="ignore"):  # a product below the normal range, rounded once
+            return np.where(repair, np.ldexp(mantissa, exponent), plain)
+
+
+def _in_turn(factors, low=None):
+    """The ``(value, power)`` factors multiplied one at a time, in order.
+
+    Given ``low`` (False), also where a step fell below float64's normal range (or to 0).
+    """
+    out = 1.0
+    for value, power in factors:
+        for _ in range(abs(power)):
+            out = out * value if power > 0 else out / value
+            if low is not None:
+                low = low | (np.abs(out) < np.finfo(np.float64).tiny)
+    return out if low is None else (out, low)
+
+
+def _split(b, dtype):
+    """``b`` (float64, per channel) as ``b2 * 2**-e`` with both factors representable in dtype.
+
+    b·xs may be an ordinary float32 number while b alone is below float32's range (|x| ~ 1e37
+    gives b ~ r³·Σ(dy·xs) ~ 1e-73) or above it (a spread of 1e-20 with eps = 1e-30 gives
+    b ~ 1e40): then xs is scaled by a power of two (exact) and b the other way. Returns
+    (b2, None) when b fits as it is.
+    """
+    size = np.abs(b)
+    out = ((size < TINY[np.dtype(dtype)]) & (b != 0)) | (size > float(np.finfo(dtype).max))
+    out &= np.isfinite(b)
+    if not out.any():
+        return b.astype(dtype), None
+    _, exponent = np.frexp(np.where(out, b, 1.0))
+    e = np.where(out, -exponent // 2, 0)
+    return np.ldexp(b, e).astype(dtype), np.ldexp(np.ones_like(b), -e).astype(dtype)
+
+
+def _narrow(v, name, result, dtype, first=0):
+    """Per-channel float64 ``v``, the coefficient ``name`` of ``result``, in x's dtype.
+
+    In float32 a coefficient such as γ·r can be beyond the dtype's range while the result is
+    not (γ = 3e36 with eps = 1e-5, or eps = 1e-80 on a constant channel): cast, it was inf, and
+    inf·0 gave NaN. A ValueError names the first such channel (counted from ``first``). Values
+    already infinite or NaN (from inf or NaN inputs) go through, to propagate.
+    """
+    if v.dtype == dtype:
+        return v
+    with np.errstate(over="ignore"):
+        narrow = v.astype(dtype)
+    if not np.isfinite(narrow).all():
+        beyond = np.flatnonzero(np.isinf(narrow) & np.isfinite(v))
+        if beyond.size:
+            j = int(beyond[0])
+            raise ValueError(
+                f"in channel {first + j} the coefficient {name} of {result} is "
+                f"{float(v.reshape(-1)[j]):.3e}, beyond the range of {np.dtype(dtype)}: expected "
+                f"|{name}| below {float(np.finfo(dtype).max):.1e}; use a smaller gamma, a "
+                "larger eps, or float64 inputs")
+    return narrow
+'''
