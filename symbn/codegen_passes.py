@@ -107,9 +107,10 @@ def _halves(blocks, a3):
 
     Two halves, in order, where a3 holds at least THREADED elements; else one part.
 
-    Two threads took 0.67 to 0.81 of the time of one on arrays of 2^22 elements and more, on a
-    2-core VM, but up to 2 times as long on arrays of 2^18 (the threads wait for each other's
-    short NumPy calls). The halves depend on the array alone, so the sums do too.
+    Two threads took 0.65 to 0.97 of the time of one on arrays of 2^21 elements and more, on a
+    2-core VM (three interleaved runs), but up to 2 times as long on arrays of 2^18 (the threads
+    wait for each other's short NumPy calls). The halves depend on the array alone, so the sums
+    do too.
     """
     if a3.size < THREADED or len(blocks) < 2:
         return [blocks]
