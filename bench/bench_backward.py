@@ -21,8 +21,9 @@ hard for float32: x = 1e4 + N(0, 1), a constant channel, variance below ε; erro
 :func:`symbn.codegen_reference.relative_errors`).
 
 Times are medians of the repeats, each function timed in its own run of calls, with the
-caches flushed before every call (see :func:`median_times`). On a shared machine, run it a
-few times and read ranges.
+caches flushed before every call (see :func:`median_times`), in a C heap settled first as a
+long-running process has it (see :func:`settle_heap`). On a shared machine, run it a few times
+and read ranges.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ except ImportError:  # numexpr is an optional extra
     numexpr = None
 
 FLUSH = np.zeros(8 << 20)  # 64 MB, read before every timed call
+HEAP = (32 << 20) - (64 << 10)  # bytes: just below glibc's largest dynamic mmap threshold
 SHAPES = (((256, 1024), -1), ((4096, 1024), -1), ((32, 64, 56, 56), 1))
 # beyond the issue's shapes: short rows (7x7, 2x2 images) and few features in a tall batch
 OTHER_SHAPES = (((256, 512, 7, 7), 1), ((512, 256, 2, 2), 1), ((1 << 20, 2), -1))
@@ -96,6 +98,22 @@ def median_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str
             samples.append(time.perf_counter() - start)
         times[name] = float(np.median(samples))
     return times
+
+
+def settle_heap() -> None:
+    """Put the C heap in the state a long-running process reaches, before anything is timed.
+
+    glibc serves an allocation of at least its mmap threshold (128 KiB in a new process) with
+    new pages from the system, a page fault per 4 KiB on first touch, and raises the threshold
+    to the size of any such block freed, up to 32 MiB. So temporaries cost page faults early in
+    a process and not later, and the ratios of a row depended on the rows run before it: the
+    textbook's float64 (256, 1024) backward took 7 to 9 ms in a new process and 2.1 to 3.5 ms
+    once larger arrays had come and gone. Freeing one block just below 32 MiB first gives every
+    row the state of a process that has run a while, as a training loop has: blocks below
+    32 MiB come from the heap, larger ones from the system, for every function timed. Other
+    allocators are left as they are.
+    """
+    np.empty(HEAP, np.uint8)  # allocated and freed at once
 
 
 def peak_arrays(fn: Callable[[], object], nbytes: int) -> float:
@@ -238,6 +256,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5 repeats instead of 20")
     parser.add_argument("--backend", default="all", choices=("all", "numpy", "numexpr"))
     args = parser.parse_args()
+    settle_heap()
     backends = ["numpy", "numexpr"] if args.backend == "all" else [args.backend]
     if numexpr is None:
         backends = [b for b in backends if b != "numexpr"]

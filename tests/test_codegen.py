@@ -628,14 +628,18 @@ def test_results_do_not_depend_on_the_block_size(spec, generated, backend):
             np.testing.assert_allclose(big[1], small[1], rtol=1e-12, atol=1e-13)
 
 
-def test_small_arrays_go_in_one_block_and_large_ones_in_quarters(generated):
-    """Up to ONE_BLOCK elements: one block (fewer calls); beyond: blocks of at most a quarter."""
+@pytest.mark.parametrize("dtype, limit", [(np.float32, "ONE_BLOCK"),
+                                          (np.float64, "ONE_BLOCK_FLOAT64")])
+def test_small_arrays_go_in_one_block_and_large_ones_in_quarters(generated, dtype, limit):
+    """Up to ONE_BLOCK elements (ONE_BLOCK_FLOAT64 in float64, whose blocks need no float64
+    copies): one block (fewer calls); beyond: blocks of at most a quarter."""
     ns = compiled(generated(symbn.LayerSpec()))
-    one = ns["ONE_BLOCK"]
+    one = ns[limit]
+    assert ns["ONE_BLOCK"] < ns["ONE_BLOCK_FLOAT64"] <= ns["BLOCK_SIZE"]
     for shape in ((one // 64, 64, 1), (1, 4, one // 4), (1, 1, one)):
-        assert len(ns["_blocks"](np.empty(shape))) == 1
+        assert len(ns["_blocks"](np.empty(shape, dtype))) == 1
     for shape in ((one // 64 + 1, 64, 1), (2, 4, one // 4), (1, 1, 4 * ns["BLOCK_SIZE"])):
-        a3 = np.empty(shape)
+        a3 = np.empty(shape, dtype)
         blocks = ns["_blocks"](a3)
         assert len(blocks) >= 4
         assert max(a3[b[:3]].size for b in blocks) <= a3.size // 4
