@@ -20,10 +20,10 @@ hard for float32: x = 1e4 + N(0, 1), a constant channel, variance below ε; erro
 ‖dx − truth‖ / (‖dy‖·|γ|·r), worst channel (dγ and dβ: relative to their natural scale, as in
 :func:`symbn.codegen_reference.relative_errors`).
 
-Times are medians of the repeats, each function timed in its own run of calls, with the
-caches flushed before every call (see :func:`median_times`), in a C heap settled first as a
-long-running process has it (see :func:`settle_heap`). On a shared machine, run it a few times
-and read ranges.
+Times are medians of the repeats, spread over rounds that take the functions of a row in
+turn, with the caches flushed before every call (see :func:`median_times`), in a C heap
+settled first as a long-running process has it (see :func:`settle_heap`). On a shared machine,
+run it a few times and read ranges.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ except ImportError:  # numexpr is an optional extra
 
 FLUSH = np.zeros(8 << 20)  # 64 MB, read before every timed call
 HEAP = (32 << 20) - (64 << 10)  # bytes: just below glibc's largest dynamic mmap threshold
+ROUNDS = 4  # the timed calls of each function are spread over this many rounds
 SHAPES = (((256, 1024), -1), ((4096, 1024), -1), ((32, 64, 56, 56), 1))
 # beyond the issue's shapes: short rows (7x7, 2x2 images) and few features in a tall batch
 OTHER_SHAPES = (((256, 512, 7, 7), 1), ((512, 256, 2, 2), 1), ((1 << 20, 2), -1))
@@ -75,29 +76,34 @@ def textbook_backward(dy, x, gamma, eps=EPS, axis=-1):
 
 
 def median_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median time of each function, each timed in one run of calls after a warm-up.
+    """Median time of each function over ``repeats`` calls, spread over ROUNDS rounds.
 
-    Before every timed call the caches are flushed (a read of 64 MB, twice the L3 of the
-    machine measured), so that each call, the copy of the bound included, reads its inputs from
-    memory as a training step would. Runs are not interleaved call by call: torch's OpenMP
-    threads and OpenBLAS's keep spinning for a while after a call and would slow down whatever
-    ran next. The warm-up (at least 3 calls and 0.3 s) matters for torch, whose first dozen
-    calls on new tensors can take 4x longer.
+    Each round takes the functions in turn, each for a run of repeats / ROUNDS timed calls after
+    one untimed call, so that a burst of load from another tenant of a shared machine falls on
+    every function of a row rather than on one (with each function timed in one run, the
+    ratios of a small shape swung by 2x between runs). Runs are not interleaved call by call:
+    torch's OpenMP threads and OpenBLAS's keep spinning for a while after a call and could slow
+    down whatever ran next, and the untimed call takes that. Before every timed call the caches
+    are flushed (a read of 64 MB, twice the L3 of the machine measured), so that each call, the
+    copy of the bound included, reads its inputs from memory as a training step would. The
+    warm-up before the first round (at least 3 calls and 0.3 s) matters for torch, whose first
+    dozen calls on new tensors can take 4x longer.
     """
-    times: dict[str, float] = {}
-    for name, fn in fns.items():
+    for fn in fns.values():
         warm, start = 0, time.perf_counter()
         while warm < 3 or time.perf_counter() - start < 0.3:
             fn()
             warm += 1
-        samples = []
-        for _ in range(repeats):
-            FLUSH.sum()
-            start = time.perf_counter()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(ROUNDS):
+        for name, fn in fns.items():
             fn()
-            samples.append(time.perf_counter() - start)
-        times[name] = float(np.median(samples))
-    return times
+            for _ in range(-(-repeats // ROUNDS)):
+                FLUSH.sum()
+                start = time.perf_counter()
+                fn()
+                samples[name].append(time.perf_counter() - start)
+    return {name: float(np.median(times)) for name, times in samples.items()}
 
 
 def settle_heap() -> None:
