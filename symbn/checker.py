@@ -34,23 +34,20 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from typing import Any
 
-import mpmath
 import numpy as np
-import sympy as sp
 
-from symbn import symbols as S
 from symbn.cases import DTYPES, Case, check_dtype, check_seed, default_cases, validate_case
 from symbn.check_report import UNINFORMATIVE, CaseResult, CheckReport, OutputCheck
+from symbn.check_truth import TOLERANCE_RULE, Truth, case_truth, tolerance
 from symbn.errors import OptionError
-from symbn.evaluate import evaluate
 from symbn.fd import check_dps
 from symbn.reference import Reference
 from symbn.spec import LayerSpec
 from symbn.targets import load_function
+from symbn.vacuity import degenerate_data_warnings, surviving_mutants
 
 __all__ = [
     "DTYPES",
@@ -66,77 +63,6 @@ __all__ = [
     "tolerance",
 ]
 
-SAFETY = 16.0               # tolerance = SAFETY · u · κ · (1 + √m)
-
-
-# -- tolerances ------------------------------------------------------------------------------
-
-TOLERANCE_RULE = (
-    "per channel, tolerance = 16 · u · κ · (1 + √m), u = unit roundoff of the dtype, "
-    "m = elements per channel; for dx κ = (1 + |μ|·r)·(1 + max|x̂|) (digits lost forming "
-    "x − μ against the scale 1/r, and the size of the x̂·Σ(dy·x̂) term); for dgamma and dbeta "
-    "κ = 1 (dgamma's scale Σ|dy·x̂| + |μ|·r·Σ|dy| already holds the cost of x − μ); "
-    "differences below 16 subnormal spacings of the dtype count as 0. A channel whose "
-    "tolerance exceeds 0.05 is uninformative: only finiteness is checked"
-)
-
-
-def tolerance(dtype: Any, m: int, kappa: Any) -> Any:
-    """The relative tolerance for a result computed in ``dtype``, see ``TOLERANCE_RULE``.
-
-    >>> f"{tolerance('float64', 64, 1.0):.2e}"
-    '1.60e-14'
-    """
-    u = float(np.finfo(np.dtype(dtype)).eps) / 2
-    return SAFETY * u * np.minimum(kappa, 1 / u) * (1 + math.sqrt(m))
-
-
-# -- the reference on one case ----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Truth:
-    grads: dict[str, np.ndarray]    # float64, in the case's layout (x-shaped, or (D,))
-    scales: dict[str, np.ndarray]   # per channel
-    kappas: dict[str, np.ndarray]   # per channel
-    m: int
-    columns: dict[str, Any] = field(repr=False)
-
-
-def _truth(ref: Reference, case: Case, dps: int) -> _Truth:
-    spec = ref.spec
-    x2, g2 = case.columns(case.x), case.columns(case.dy)
-    m, channels = x2.shape
-    gamma = np.asarray(case.gamma, dtype=np.float64) if spec.affine else np.ones(channels)
-    with mpmath.workdps(dps):
-        grads = ref.gradient(g2, x2, gamma if spec.affine else None, eps=float(case.eps),
-                             running_mean=case.running_mean, running_var=case.running_var)
-        e = mpmath.mpf(float(case.eps))
-        params = ref._params(channels, gamma, None, case.running_mean, case.running_var)
-        stats = [ref.stats([mpmath.mpf(float(v)) for v in x2[:, c]], e,
-                           params["running_mean"][c], params["running_var"][c])
-                 for c in range(channels)]
-        r = np.array([float(s.r) for s in stats])
-        center = np.array([float(s.center) for s in stats])
-        xhat = np.array([[float(v) for v in s.xhat] for s in stats]).T
-    g64 = g2.astype(np.float64)
-    offset = np.abs(center) * r         # |μ|·r: what rounding x − μ costs, on x̂'s scale
-    scales = {"x": np.abs(gamma) * r * np.abs(g64).max(axis=0),
-              "gamma": np.abs(g64 * xhat).sum(axis=0) + offset * np.abs(g64).sum(axis=0),
-              "beta": np.abs(g64).sum(axis=0)}
-    kappas = {"x": (1 + offset) * (1 + np.abs(xhat).max(axis=0)),
-              "gamma": np.ones(channels), "beta": np.ones(channels)}
-    out = {}
-    for w, a in grads.items():
-        a64 = a.astype(np.float64)
-        if w == "x":
-            shape = np.moveaxis(np.asarray(case.x), case.axis, -1).shape
-            a64 = np.moveaxis(a64.reshape(shape), -1, case.axis)
-        out[w] = a64
-    cols = {"x": x2, "g": g2, "xhat": xhat, "gamma": gamma, "r": r, "stats": stats, "eps": e,
-            "dx": grads["x"].astype(np.float64)}
-    return _Truth(out, scales, kappas, m, cols)
-
-
 def _per_element(case: Case, per_channel: np.ndarray, like: np.ndarray, w: str) -> np.ndarray:
     if w != "x":
         return per_channel
@@ -144,7 +70,7 @@ def _per_element(case: Case, per_channel: np.ndarray, like: np.ndarray, w: str) 
     return np.moveaxis(np.broadcast_to(per_channel, layout), -1, case.axis)
 
 
-def _compare(name: str, case: Case, analytic: Any, truth: _Truth, w: str,
+def _compare(name: str, case: Case, analytic: Any, truth: Truth, w: str,
              dtype: np.dtype) -> OutputCheck:
     ref = truth.grads[w]
     tol_c = tolerance(dtype, truth.m, truth.kappas[w])
@@ -241,7 +167,7 @@ def check_case(fn: Callable[..., Any], case: Case, *, spec: LayerSpec | None = N
 def _run_case(fn: Callable[..., Any], case: Case, spec: LayerSpec, dps: int,
               ref: Reference) -> CaseResult:
     """:func:`check_case` on a case and options already validated."""
-    truth = _truth(ref, case, dps)
+    truth = case_truth(ref, case, dps)
     dtype = case.x.dtype
     kappa = max(float(k.max()) for k in truth.kappas.values())
     note = f"16·u·κ·(1+√m) with u = {np.finfo(dtype).eps / 2:.3g} ({dtype}), " \
@@ -254,94 +180,6 @@ def _run_case(fn: Callable[..., Any], case: Case, spec: LayerSpec, dps: int,
     checks = tuple(_compare(OUTPUT_NAMES[w], case, outputs[w], truth, w, dtype)
                    for w in outputs)
     return CaseResult(case, checks, "", note)
-
-
-# -- symbn's own inputs -----------------------------------------------------------------------
-
-# -- vacuity ---------------------------------------------------------------------------------
-
-def mutants(ref: Reference) -> dict[str, sp.Expr]:
-    """Wrong variants of the proven ∂L/∂x, each the shape of a classic bug.
-
-    >>> names = sorted(mutants(Reference(LayerSpec())))
-    >>> len(names), names[:2]
-    (9, ['dy used instead of gamma*dy', 'inverse std read as a variance'])
-    """
-    d = ref.derivation
-    closed = d.closed_symbolic["x"]
-    out: dict[str, sp.Expr] = {}
-    if d.spec.affine:
-        out["dy used instead of gamma*dy"] = closed.xreplace({S.gamma: sp.Integer(1)})
-    if d.spec.uses_batch_statistics:
-        g = S.element_function("g")(S.i)
-        out["mu and var treated as constants"] = (S.gamma if d.spec.affine else 1) * S.r * g
-    out["inverse std read as a variance"] = closed.xreplace({S.r: 1 / sp.sqrt(S.r + S.eps)})
-    inner = [a for a in sp.Mul.make_args(closed) if isinstance(a, sp.Add)]
-    if inner:
-        terms = sp.Add.make_args(inner[0])
-        for t in terms:
-            rest = sp.Add(*(u for u in terms if u != t))
-            out[f"term {t} missing"] = closed.xreplace({inner[0]: rest})
-            out[f"sign of {t} flipped"] = closed.xreplace({inner[0]: rest - t})
-    return out
-
-
-def _surviving_mutants(ref: Reference, cases: Sequence[Case], dps: int) -> list[str]:
-    """The mutants no input tells apart from the right dx: a property of the inputs alone.
-
-    The backward under test plays no part, so one that raises or returns garbage does not
-    make good inputs look weak.
-    """
-    alive = dict(mutants(ref))
-    for case in cases:
-        if not alive:
-            break
-        truth = _truth(ref, case, dps)
-        tol = tolerance(case.x.dtype, truth.m, truth.kappas["x"])
-        for name, expr in list(alive.items()):
-            if _distinguishes(ref, truth, expr, tol, dps):
-                del alive[name]
-    return sorted(alive)
-
-
-def _distinguishes(ref: Reference, truth: _Truth, expr: sp.Expr, tol: np.ndarray,
-                   dps: int) -> bool:
-    cols = truth.columns
-    x2, g2 = cols["x"], cols["g"]
-    with mpmath.workdps(dps):
-        for c in range(x2.shape[1]):
-            st = cols["stats"][c]
-            if ref._at_limit(st):
-                continue
-            scalars = ref._scalars(st, cols["eps"], mpmath.mpf(float(cols["gamma"][c])),
-                                   st.center, st.variance)
-            elements = {"x": [mpmath.mpf(float(v)) for v in x2[:, c]],
-                        "g": [mpmath.mpf(float(v)) for v in g2[:, c]], "xhat": st.xhat}
-            wrong = np.array([float(v) for v in evaluate(expr, elements, scalars)])
-            right = cols["dx"][:, c]
-            denom = np.abs(right) + truth.scales["x"][c]
-            if tol[c] >= UNINFORMATIVE:
-                continue
-            if (np.abs(wrong - right) / np.where(denom > 0, denom, np.inf)).max() > tol[c]:
-                return True
-    return False
-
-
-def degenerate_data_warnings(spec: LayerSpec, cases: Sequence[Case]) -> list[str]:
-    """Warnings about inputs under which right and wrong backwards look alike."""
-    warnings = []
-    for case in cases:
-        x2, g2 = case.columns(case.x), case.columns(case.dy)
-        if spec.uses_batch_statistics and x2.shape[0] == 1:
-            warnings.append(f"{case.name}: m = 1 makes dx ≡ 0 for every backward that returns "
-                            "0 there; use m >= 2")
-        elif spec.uses_batch_statistics and np.all(g2 == g2[:1]):
-            warnings.append(f"{case.name}: dy is constant along the batch, which makes dx ≡ 0 "
-                            "for right and many wrong backwards; use a random dy")
-        if spec.affine and case.gamma is not None and np.all(np.asarray(case.gamma) == 1):
-            warnings.append(f"{case.name}: gamma ≡ 1 hides a backward that uses dy instead of "
-                            "gamma*dy; use gamma != 1")
-    return warnings
 
 
 # -- the user-facing check --------------------------------------------------------------------
@@ -405,7 +243,7 @@ def check_backward(fn: Callable[..., Any], layer: str = "batchnorm", *,
                for r in results for o in r.outputs if not o.informative]
     warnings += skipped
     if not own:
-        survivors = _surviving_mutants(ref, chosen, dps)
+        survivors = surviving_mutants(ref, chosen, dps)
         warnings += [f"vacuous: these inputs cannot tell the right dx from one with {s}"
                      for s in survivors]
     used = str(np.asarray(chosen[0].x).dtype)

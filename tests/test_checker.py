@@ -18,12 +18,12 @@ from symbn.checker import (
     check_case,
     default_cases,
     load_function,
-    mutants,
     tolerance,
 )
 from symbn.errors import OptionError
 from symbn.reference import Reference
 from symbn.strategies import cases, hard_cases
+from symbn.vacuity import mutants, surviving_mutants
 
 # -- a zoo of backwards, written as users write them -----------------------------------------
 # All take (dy, x, gamma, *, eps, axis) with axis the channel axis and compute in float64
@@ -258,13 +258,12 @@ def test_good_user_data_gets_no_vacuity_warning() -> None:
 @pytest.mark.parametrize("spec", symbn.all_variants(), ids=lambda s: s.describe())
 def test_symbns_own_inputs_catch_every_mutant(spec: symbn.LayerSpec) -> None:
     """For every variant, symbn's own inputs tell each mutant of the right dx apart."""
-    from symbn.checker import _surviving_mutants
     ref = Reference(spec)
     chosen = default_cases(spec)
     results = [check_case(_reference_backward(ref), c, spec=spec, reference=ref) for c in chosen]
     assert all(r.passed for r in results)
     assert mutants(ref)
-    assert _surviving_mutants(ref, chosen, 30) == []
+    assert surviving_mutants(ref, chosen, 30) == []
 
 
 def _reference_backward(ref: Reference) -> Callable[..., object]:
