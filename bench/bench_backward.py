@@ -1,6 +1,6 @@
 """Speed, memory and float32 accuracy of symbn's generated batch-norm backward.
 
-Run ``python bench/bench_backward.py`` (about 90 s) or ``--quick`` (fewer repeats).
+Run ``python bench/bench_backward.py`` (about 100 s) or ``--quick`` (fewer repeats).
 Every ratio in a table is measured in this one run, on this machine:
 
 * ``vs textbook``: time of the plain NumPy closed form (mean, var, x̂, then the formula, as
@@ -55,6 +55,8 @@ ROUNDS = 4  # the timed calls of each function are spread over this many rounds
 SHAPES = (((256, 1024), -1), ((4096, 1024), -1), ((32, 64, 56, 56), 1))
 # beyond the issue's shapes: short rows (7x7, 2x2 images) and few features in a tall batch
 OTHER_SHAPES = (((256, 512, 7, 7), 1), ((512, 256, 2, 2), 1), ((1 << 20, 2), -1))
+# small arrays, where a call's fixed costs (checks, shift, per-channel safeguards) dominate
+SMALL_SHAPES = (((2, 1024), -1), ((32, 128), -1), ((8, 16, 8, 8), 1), ((64, 512), -1))
 EPS = 1e-5
 
 
@@ -273,6 +275,8 @@ def main() -> None:
     print("\n".join(speed_table(backends, 5 if args.quick else 20)))
     print("\n## Speed on other layouts (no targets; same columns)\n")
     print("\n".join(speed_table(backends, 5 if args.quick else 20, OTHER_SHAPES)))
+    print("\n## Speed on small arrays (no targets; same columns)\n")
+    print("\n".join(speed_table(backends, 5 if args.quick else 20, SMALL_SHAPES)))
     print("\n## float32 accuracy on hard inputs (vs mpmath truth of the closed form)\n")
     print("\n".join(accuracy_table(backends)))
 
