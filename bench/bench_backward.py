@@ -78,7 +78,8 @@ def textbook_backward(dy, x, gamma, eps=EPS, axis=-1):
 
 
 def median_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median time of each function over ``repeats`` calls, spread over ROUNDS rounds.
+    """Median time of each function over ``repeats`` calls (rounded up to a multiple of
+    ROUNDS), spread over ROUNDS rounds.
 
     Each round takes the functions in turn, each for a run of repeats / ROUNDS timed calls after
     one untimed call, so that a burst of load from another tenant of a shared machine falls on
@@ -261,7 +262,8 @@ def accuracy_table(backends: list[str]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="5 repeats instead of 20")
+    parser.add_argument("--quick", action="store_true",
+                        help="8 timed calls of each function instead of 20")
     parser.add_argument("--backend", default="all", choices=("all", "numpy", "numexpr"))
     args = parser.parse_args()
     settle_heap()
