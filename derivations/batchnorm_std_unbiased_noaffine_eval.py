@@ -38,7 +38,6 @@ __all__ = ["backward", "forward"]
 
 BLOCK_SIZE = 1 << 18  # elements per block at most (found fastest on a 2-core VM)
 ONE_BLOCK = 1 << 14  # elements: an array this small goes in one block (fewer NumPy calls)
-ONE_BLOCK_FLOAT64 = 1 << 18  # elements: so does a float64 array this small (see _blocks)
 GROUP = 1 << 15  # channels at most in a group, computed end to end (see _groups)
 LONG = 1 << 7  # elements: a run this long is summed along itself (see _block_sum)
 RUN = 1 << 14  # elements at least in a row of per-channel values written out (see _by_block)
@@ -165,14 +164,9 @@ def _blocks(a3):
     """``(p, c, q, r)``: slices that cut a (P, C, Q) array into blocks, and how to read each.
 
     A block holds at most BLOCK_SIZE elements and a quarter of the array, so that scratch space
-    stays small, unless the whole array is at most ONE_BLOCK elements, or ONE_BLOCK_FLOAT64 in
-    float64 (a row of Q is cut too when it is longer). The sweep of the sums copies a float32
-    block to float64, scratch space of 4 float32 blocks: one block would take 4 inputs' worth.
-    A float64 block needs one block of scratch space, so a float64 array of up to 2^18 elements
-    goes in one block, with a quarter of the NumPy calls: 0.77 to 0.93 of the time of quarters
-    at 2^15 to 2^17 elements, 0.90 to 1.05 at 2^18 (three interleaved runs, 2-core VM). Every
-    pass over the data goes block by block, so that the several NumPy calls made on one block
-    find it in cache and only the first one reads it from memory.
+    stays small, unless the whole array is at most ONE_BLOCK elements (a row of Q is cut too
+    when it is longer). Every pass over the data goes block by block, so that the several
+    NumPy calls made on one block find it in cache and only the first one reads it from memory.
     Where blocks hold whole rows of P (all of C and Q), r > 0 rows make at least RUN elements
     (or a quarter of a block's rows) and divide a block's rows, so that a block can be read as
     rows of r·C·Q elements (see :func:`_rows`); the rows left over a multiple of r at the end of
@@ -182,8 +176,7 @@ def _blocks(a3):
     at least 4 elements), where writing values out costs more than it saves.
     """
     n_p, n_c, n_q = a3.shape
-    one = ONE_BLOCK_FLOAT64 if a3.dtype == np.float64 else ONE_BLOCK
-    size = max(1, min(BLOCK_SIZE, a3.size if a3.size <= one else a3.size // 4))
+    size = max(1, min(BLOCK_SIZE, a3.size if a3.size <= ONE_BLOCK else a3.size // 4))
     qb = min(n_q, size)
     cb = max(1, min(n_c, size // qb))
     pb = max(1, size // (qb * cb))
