@@ -7,7 +7,8 @@ Every ratio in a table is measured in this one run, on this machine:
   courses write it) divided by ours (> 1: we are faster);
 * ``vs torch``: time of ``torch.ops.aten.native_batch_norm_backward`` on CPU (given the saved
   mean and inverse std, so torch does less work than we do) divided by ours, with torch's
-  default threads (one per core) and, in ``vs torch 1t``, on one thread as NumPy runs;
+  default threads (one per core) and, in ``vs torch 1t``, on one thread as NumPy runs
+  (timed after the rounds of the other functions, its thread count set once around them);
 * ``/ bound``: our time divided by 2.5 × the time of ``np.copyto`` on one input-sized array
   (an ideal backward moves 5 arrays' worth of data);
 * ``peak mem``: tracemalloc's peak during one call, in input-sized arrays (output included);
@@ -116,11 +117,12 @@ def settle_heap() -> None:
     new pages from the system, a page fault per 4 KiB on first touch, and raises the threshold
     to the size of any such block freed, up to 32 MiB. So temporaries cost page faults early in
     a process and not later, and the ratios of a row depended on the rows run before it: the
-    textbook's float64 (256, 1024) backward took 7 to 9 ms in a new process and 2.1 to 3.5 ms
-    once larger arrays had come and gone. Freeing one block just below 32 MiB first gives every
+    textbook's float64 (256, 1024) backward took 5.4 to 6.0 ms in a new process and 2.1 to
+    3.0 ms settled (``bench_heap.py``). Freeing one block just below 32 MiB first gives every
     row the state of a process that has run a while, as a training loop has: blocks below
-    32 MiB come from the heap, larger ones from the system, for every function timed. Other
-    allocators are left as they are.
+    32 MiB come from the heap, larger ones from the system, for every function timed. That
+    favours the textbook, whose temporaries pay the page faults. Other allocators are left as
+    they are.
     """
     np.empty(HEAP, np.uint8)  # allocated and freed at once
 

@@ -77,3 +77,15 @@ def test_memory_script_runs_on_small_shapes(capsys, monkeypatch):
     figures = [c.split(" (")[0] for r in inputs for c in r.strip("| ").split(" | ")[1:]
                if c[0].isdigit()]
     assert len(figures) == 2 * backends + 2 and all(float(f) > 0 for f in figures)
+
+
+def test_heap_script_measures_a_row():
+    """bench/bench_heap.py times the textbook and ours in the state it is asked for; a row is
+    ``state dtype textbook-ms ours-ms``."""
+    path = BENCH.with_name("bench_heap.py")
+    spec = importlib.util.spec_from_file_location("bench_heap", path)
+    heap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(heap)
+    state, dtype, book, ours = heap.measure("settled", "float32", repeats=1, shape=(8, 16)).split()
+    assert (state, dtype) == ("settled", "float32")
+    assert float(book) > 0 and float(ours) > 0
