@@ -117,10 +117,10 @@ def settle_heap() -> None:
     new pages from the system, a page fault per 4 KiB on first touch, and raises the threshold
     to the size of any such block freed, up to 32 MiB. So temporaries cost page faults early in
     a process and not later, and the ratios of a row depended on the rows run before it: the
-    textbook's float64 (256, 1024) backward took 5.4 to 6.0 ms in a new process and 2.1 to
-    3.0 ms settled (``bench_heap.py``). Freeing one block just below 32 MiB first gives every
-    row the state of a process that has run a while, as a training loop has: blocks below
-    32 MiB come from the heap, larger ones from the system, for every function timed. That
+    textbook's float64 (256, 1024) backward took 5.9 to 6.4 ms in a new process and 2.0 to
+    2.8 ms settled (``bench_heap.py``, three runs). Freeing one block just below 32 MiB first
+    gives every row the state of a process that has run a while, as a training loop has: blocks
+    below 32 MiB come from the heap, larger ones from the system, for every function timed. That
     favours the textbook, whose temporaries pay the page faults. Other allocators are left as
     they are.
     """
