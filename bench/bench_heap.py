@@ -40,10 +40,7 @@ def measure(state: str, dtype: str, repeats: int = 20, shape: tuple[int, ...] = 
     if state == "settled":
         bb.settle_heap()
     module = load(symbn.LayerSpec())
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(shape).astype(dtype)
-    dy = rng.standard_normal(shape).astype(dtype)
-    gamma = (1 + 0.1 * rng.standard_normal(shape[-1])).astype(dtype)
+    x, dy, gamma = bb.speed_inputs(shape, -1, dtype)
     t = bb.median_times({"book": lambda: bb.textbook_backward(dy, x, gamma),
                          "ours": lambda: module.backward(dy, x, gamma)}, repeats)
     return f"{state} {dtype} {t['book'] * 1e3:.3f} {t['ours'] * 1e3:.3f}"
