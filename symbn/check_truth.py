@@ -16,22 +16,25 @@ import mpmath
 import numpy as np
 
 from symbn.cases import Case
+from symbn.check_report import UNINFORMATIVE
 from symbn.reference import Reference
 
-__all__ = ["SAFETY", "TOLERANCE_RULE", "Truth", "case_truth", "tolerance"]
+__all__ = ["SAFETY", "SUBNORMAL_SPACINGS", "TOLERANCE_RULE", "Truth", "case_truth", "tolerance"]
 
 SAFETY = 16.0               # tolerance = SAFETY · u · κ · (1 + √m)
+SUBNORMAL_SPACINGS = 16     # differences below this many subnormal spacings count as 0
 
 
 # -- tolerances ------------------------------------------------------------------------------
 
 TOLERANCE_RULE = (
-    "per channel, tolerance = 16 · u · κ · (1 + √m), u = unit roundoff of the dtype, "
+    f"per channel, tolerance = {SAFETY:g} · u · κ · (1 + √m), u = unit roundoff of the dtype, "
     "m = elements per channel; for dx κ = (1 + |μ|·r)·(1 + max|x̂|) (digits lost forming "
     "x − μ against the scale 1/r, and the size of the x̂·Σ(dy·x̂) term); for dgamma and dbeta "
     "κ = 1 (dgamma's scale Σ|dy·x̂| + |μ|·r·Σ|dy| already holds the cost of x − μ); "
-    "differences below 16 subnormal spacings of the dtype count as 0. A channel whose "
-    "tolerance exceeds 0.05 is uninformative: only finiteness is checked"
+    f"differences below {SUBNORMAL_SPACINGS} subnormal spacings of the dtype count as 0. A "
+    f"channel whose tolerance exceeds {UNINFORMATIVE:g} is uninformative: only finiteness is "
+    "checked"
 )
 
 

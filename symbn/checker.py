@@ -41,7 +41,7 @@ import numpy as np
 
 from symbn.cases import DTYPES, Case, check_dtype, check_seed, default_cases, validate_case
 from symbn.check_report import UNINFORMATIVE, CaseResult, CheckReport, OutputCheck
-from symbn.check_truth import TOLERANCE_RULE, Truth, case_truth, tolerance
+from symbn.check_truth import SUBNORMAL_SPACINGS, TOLERANCE_RULE, Truth, case_truth, tolerance
 from symbn.errors import OptionError
 from symbn.fd import check_dps
 from symbn.reference import Reference
@@ -84,7 +84,7 @@ def _compare(name: str, case: Case, analytic: Any, truth: Truth, w: str,
     with np.errstate(all="ignore"):
         denom = np.abs(ref) + scale
         # Results in the subnormal range carry an absolute error of a few spacings.
-        floor = 16 * float(np.finfo(dtype).smallest_subnormal)
+        floor = SUBNORMAL_SPACINGS * float(np.finfo(dtype).smallest_subnormal)
         diff = np.maximum(np.abs(a - ref) - floor, 0.0)
         diff = np.where(np.isnan(diff), np.inf, diff)
         err = np.where(diff == 0, 0.0, diff / np.where(denom > 0, denom, np.inf))
