@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 import symbn
-from symbn.codegen import load
+from symbn.codegen import BACKENDS, load
 from symbn.codegen_reference import reference, relative_errors
 
 try:
@@ -50,6 +50,11 @@ try:
     import numexpr
 except ImportError:  # numexpr is an optional extra
     numexpr = None
+
+try:
+    import numba
+except ImportError:  # numba is an optional extra
+    numba = None
 
 FLUSH = np.zeros(8 << 20)  # 64 MB, read before every timed call
 HEAP = (32 << 20) - (64 << 10)  # bytes: just below glibc's largest dynamic mmap threshold
@@ -129,6 +134,13 @@ def settle_heap() -> None:
 
 
 def peak_arrays(fn: Callable[[], object], nbytes: int) -> float:
+    """tracemalloc's peak during a call of ``fn``, results included, in units of ``nbytes``.
+
+    One untraced call comes first: the numba backend compiles its kernels on their first call
+    (or reads them from its cache), and that memory is not the call's. numba's own allocations
+    are not traced, which is why its kernels allocate nothing themselves.
+    """
+    fn()
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
@@ -274,15 +286,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="8 timed calls of each function instead of 20")
-    parser.add_argument("--backend", default="all", choices=("all", "numpy", "numexpr"))
+    parser.add_argument("--backend", default="all", choices=("all", *BACKENDS))
     args = parser.parse_args()
     settle_heap()
-    backends = ["numpy", "numexpr"] if args.backend == "all" else [args.backend]
-    if numexpr is None:
-        backends = [b for b in backends if b != "numexpr"]
+    optional = {"numexpr": numexpr, "numba": numba}
+    backends = [b for b in (BACKENDS if args.backend == "all" else [args.backend])
+                if optional.get(b, np) is not None]
     print(f"symbn {symbn.__version__}, numpy {np.__version__}, "
           f"torch {torch.__version__ if torch else 'not installed'}, "
-          f"numexpr {numexpr.__version__ if numexpr else 'not installed'}")
+          + ", ".join(f"{name} {lib.__version__ if lib else 'not installed'}"
+                      for name, lib in optional.items()))
     print("\n## Speed: training backward, default variant (eps in the root, biased, affine)\n")
     print("\n".join(speed_table(backends, 5 if args.quick else 20)))
     print("\n## Speed on other layouts (no targets; same columns)\n")

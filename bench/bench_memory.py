@@ -6,7 +6,7 @@ data with the default variant (training mode, eps in the root, biased, affine), 
 m = 1 row, which is in evaluation mode (training needs m >= 2). Memory does not depend on the
 machine, so one run gives the figures; the README quotes them.
 
-* m = 2 with 2^15 to 2^20 channels, numpy backend and (where installed) numexpr;
+* m = 2 with 2^15 to 2^20 channels, numpy backend and (where installed) numexpr and numba;
 * a few small or narrow shapes: one group of few rows, an array of one block.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import symbn
-from symbn.codegen import load
+from symbn.codegen import BACKENDS, load
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_backward import peak_arrays  # the same peak as the speed table's
@@ -27,6 +27,13 @@ try:
     import numexpr
 except ImportError:  # numexpr is an optional extra
     numexpr = None
+
+try:
+    import numba
+except ImportError:  # numba is an optional extra
+    numba = None
+
+OPTIONAL = {"numexpr": numexpr, "numba": numba}
 
 WIDE = tuple(1 << k for k in (15, 17, 18, 19, 20))
 OTHER = (((8, 4096), "train"), ((32, 4096), "train"), ((1, 1 << 20), "eval"),
@@ -47,7 +54,7 @@ def peak(module, shape: tuple[int, ...], mode: str) -> tuple[float, float]:
 
 def modules(mode: str) -> dict[str, object]:
     spec = symbn.LayerSpec(mode=mode)
-    return {b: load(spec, b) for b in ("numpy", "numexpr") if b == "numpy" or numexpr}
+    return {b: load(spec, b) for b in BACKENDS if OPTIONAL.get(b, np) is not None}
 
 
 def wide_table() -> list[str]:
@@ -71,7 +78,8 @@ def other_table() -> list[str]:
 
 def main() -> None:
     print(f"symbn {symbn.__version__}, numpy {np.__version__}, "
-          f"numexpr {numexpr.__version__ if numexpr else 'not installed'}; float32\n")
+          + ", ".join(f"{name} {lib.__version__ if lib else 'not installed'}"
+                      for name, lib in OPTIONAL.items()) + "; float32\n")
     print("\n".join(wide_table()))
     print()
     print("\n".join(other_table()))

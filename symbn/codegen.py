@@ -48,7 +48,7 @@ from symbn.errors import OptionError, ProofError
 from symbn.numpy_printer import BatchNumPyPrinter
 from symbn.spec import LayerSpec
 
-BACKENDS: tuple[str, ...] = ("numpy", "numexpr")
+BACKENDS: tuple[str, ...] = ("numpy", "numexpr", "numba")
 SUM_XS_XS = sp.Symbol("sum_xs_xs", real=True)
 SUM_XS = sp.Symbol("sum_xs", real=True)
 COEFFICIENT_NAMES = {G(S.i): "a", XS(S.i): "b", sp.Integer(1): "c"}
@@ -305,13 +305,13 @@ def generate_module(spec: LayerSpec, backend: str = "numpy") -> str:
     """The source of a standalone module with ``forward`` and ``backward`` for ``spec``.
 
     The same spec and backend always give the same bytes; the module imports NumPy (and, for
-    ``backend="numexpr"``, numexpr), the standard library's threading and contextvars, and
-    nothing from symbn.
+    ``backend="numexpr"`` or ``"numba"``, that library), the standard library's threading and
+    contextvars, and nothing from symbn.
 
     Raises
     ------
     OptionError
-        For a backend other than ``"numpy"`` or ``"numexpr"``.
+        For a backend other than ``"numpy"``, ``"numexpr"`` or ``"numba"``.
     ProofError
         If a per-channel rewrite could not be proven equal to the closed form.
 
@@ -322,8 +322,11 @@ def generate_module(spec: LayerSpec, backend: str = "numpy") -> str:
     unbiased = spec.variance == "unbiased" and spec.uses_batch_statistics
     reason = " (unbiased variance divides by m - 1)" if unbiased else ""
     doc = module_docstring(plan, backend)
-    imports = ["import contextvars", "import threading", "",
-               *(["import numexpr as ne"] if backend == "numexpr" else []), "import numpy as np"]
+    standard = ["concurrent.futures", "threading"] if backend == "numba" else [
+        "contextvars", "threading"]
+    imports = [*(f"import {name}" for name in standard), "",
+               *(["import numexpr as ne"] if backend == "numexpr" else []),
+               *(["import numba"] if backend == "numba" else []), "import numpy as np"]
     parts = ['"""' + doc[0], *doc[1:], '"""', "", *imports, "",
              '__all__ = ["backward", "forward"]', "",
              layout_source(2 if unbiased else 1, reason).rstrip("\n"), "", "",

@@ -8,9 +8,11 @@ per-channel coefficients' helpers between them are in :mod:`symbn.codegen_coeffi
 
 from __future__ import annotations
 
+from symbn import codegen_numba as numba
 from symbn.codegen_coefficients import COEFFICIENTS
 
-SWEEPS = '''
+# The dtypes' limits the sweeps and coefficients check against.
+CONSTANTS = '''
 # below these a per-channel coefficient loses digits in the dtype (see _split)
 TINY = {np.dtype(np.float32): np.finfo(np.float32).tiny / np.finfo(np.float32).eps,
         np.dtype(np.float64): np.finfo(np.float64).tiny / np.finfo(np.float64).eps}
@@ -20,7 +22,10 @@ SPREAD = {np.dtype(np.float32): float(np.finfo(np.float32).max), np.dtype(np.flo
 # x - shift (both in x's dtype) cannot overflow where |shift| is below half a unit in the last
 # place of the dtype's largest number (2**128 - 2**104 in float32), as |x| is at most that number
 SAFE_SHIFT = {np.dtype(np.float32): 2.0 ** 103, np.dtype(np.float64): 2.0 ** 970}
+'''
 
+# The NumPy backends' block machinery: sums per block, values per block, halves.
+BLOCKWISE = '''
 
 def _block_sum(a, b, ones):
     """Σ a (or Σ a·b, given b) over one float64 (p, c, q) block, per channel; ``ones``: 1.0s.
@@ -116,7 +121,10 @@ def _halves(blocks, a3):
         return [blocks]
     half = (len(blocks) + 1) // 2
     return [blocks[:half], blocks[half:]]
+'''
 
+# Parts of a sweep in threads at once (every backend).
+AT_ONCE = '''
 
 def _at_once(work, parts):
     """``[work(part) for part in parts]``, the parts after the first each in a thread of its own.
@@ -146,7 +154,10 @@ def _at_once(work, parts):
     if errors:
         raise errors[0]
     return results
+'''
 
+# The NumPy backends' sums, block by block (numba has its own: codegen_numba.SUMS).
+BLOCK_SUMS = '''
 
 def _sums(x3, shift, blocks, dy3=None, squares=True, keep=None):
     """Per-channel Σ xs² and Σ xs (if ``squares``), Σ dy and Σ dy·xs (given dy); xs = x - shift.
@@ -199,7 +210,10 @@ def _part_sums(x3, shift, blocks, dy3, squares, keep):
             totals[2, c] += _block_sum(g, None, ones)
             totals[3, c] += _block_sum(g, xs, ones)
     return totals
+'''
 
+# The shift: a first guess at the mean and its correction; evaluation mode's shift.
+CENTRE = '''
 
 def _pilot(x3):
     """A first guess at each channel's mean, in x's dtype, for the shift.
@@ -294,6 +308,8 @@ def _running_shift(x3, running_mean, blocks, first=0):
 
 '''
 
+SWEEPS = CONSTANTS + BLOCKWISE + AT_ONCE + BLOCK_SUMS + CENTRE
+
 
 # The elementwise pass, one per backend, called the same way.
 COMBINE = {
@@ -378,5 +394,12 @@ def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
 
 
 def passes_source(backend: str = "numpy") -> str:
-    """The sweeps, the per-channel coefficients' helpers, then ``backend``'s elementwise pass."""
+    """The sweeps, the per-channel coefficients' helpers, then ``backend``'s elementwise pass.
+
+    The numba backend has its own sums, threads and elementwise pass
+    (:mod:`symbn.codegen_numba`), and none of the NumPy backends' block machinery.
+    """
+    if backend == "numba":
+        pieces = [CONSTANTS, numba.SUMS, CENTRE, COEFFICIENTS, numba.COMBINE]
+        return "\n\n\n".join(piece.strip("\n") for piece in pieces) + "\n"
     return (SWEEPS + COEFFICIENTS).rstrip("\n") + "\n" + COMBINE[backend]

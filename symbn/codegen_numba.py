@@ -1,0 +1,304 @@
+"""The numba backend's passes: the sums and the elementwise pass as compiled loops.
+
+Text copied verbatim into a module :mod:`symbn.codegen` writes with ``backend="numba"``, in
+place of the NumPy backends' block-by-block sums, threads and elementwise pass; everything else
+(the checks, the shift and its correction, the per-channel coefficients) is the same text. The
+loops read x and dy in their own dtype and compute in float64, so that float32 data needs no
+float64 copies, and each pass reads the data once. numba is an optional dependency.
+"""
+
+from __future__ import annotations
+
+SUMS = '''
+# numba: in a module read from a file, each kernel is compiled once and kept on disk
+_JIT = {"nogil": True, "cache": "__file__" in globals()}
+PIECE = 1 << 12  # elements (or rows, four at a time) summed in sequence before a flush
+SPLIT = 1 << 19  # elements: an array this large is swept in two halves at once (_halves)
+WIDE = 1 << 6  # elements at least in the rows the Q = 1 kernels run along (see _fold)
+_WORKER = []  # the thread that sweeps second halves (see _at_once), started on first use
+_STARTING = threading.Lock()
+
+
+def _at_once(work, parts):
+    """``[work(part) for part in parts]`` (one or two parts), the second in a worker thread.
+
+    The kernels let go of the interpreter, so the two run at once. The worker is one thread,
+    kept for later calls: starting a thread took 0.2 ms on a 2-core VM, longer than summing
+    2^18 float32 elements. Calls from several threads share it, in turn. An error raised in
+    either part is raised here, after both have ended.
+    """
+    if len(parts) == 1:
+        return [work(parts[0])]
+    with _STARTING:
+        if not _WORKER:
+            _WORKER.append(concurrent.futures.ThreadPoolExecutor(1, "symbn-numba"))
+    second = _WORKER[0].submit(work, parts[1])
+    try:
+        first = work(parts[0])
+    finally:
+        concurrent.futures.wait([second])
+    return [first, second.result()]
+
+
+def _halves(n, a3):
+    """Ranges cutting 0..n in two halves, in order, where a3 holds at least SPLIT elements.
+
+    One range (0, n) otherwise: below that, handing a half to the worker cost more than it
+    saved (0.29 ms against 0.18 for the sums of float32 (256, 1024)).
+    """
+    if a3.size < SPLIT or n < 2:
+        return [(0, n)]
+    return [(0, (n + 1) // 2), ((n + 1) // 2, n)]
+
+
+def _fold(arrays):
+    """How many rows of the (P, C, 1) ``arrays`` (None: absent) a Q = 1 kernel reads as one.
+
+    A kernel runs along a row, and a short row (C = 2 in (2^20, 2)) costs a row's overhead per
+    element: ``fold`` rows read as one make at least WIDE elements. The rows covered are the
+    first ``even``; arrays not contiguous (a group of channels) are not folded.
+    """
+    present = [v for v in arrays if v is not None]
+    n_p, n_c, _ = present[0].shape
+    if n_c >= WIDE or not all(v.flags.c_contiguous for v in present):
+        return 1, n_p
+    fold = -(-WIDE // n_c)
+    return fold, n_p - n_p % fold
+
+
+@numba.njit(**_JIT)
+def _row_sums_kernel(x2, dy2, shift, rows, out, acc):
+    """Add to ``out`` the sums Σ xs², Σ xs, Σ dy, Σ dy·xs of ``rows`` of (P, K) x2 and dy2.
+
+    Per column (dy2 may be None: its sums are then 0); shift is per column, float64, and
+    xs = x - shift in float64; ``out`` and ``acc`` are (4, K) float64 arrays (the caller
+    allocates them, so that tracemalloc sees them), ``acc`` scratch space. The columns are
+    summed down the rows, four rows at a time, into ``acc``, which is added to ``out`` after
+    every PIECE / 4 rows (so that no sum runs down more rows than that in sequence). Loops run
+    over views from 0, so that numba knows no index is negative, and vectorizes them.
+    """
+    s = shift
+    a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
+    for p0 in range(rows[0], rows[1], PIECE // 4):
+        p1 = min(p0 + PIECE // 4, rows[1])
+        acc[:] = 0.0
+        even = p0 + (p1 - p0) // 4 * 4
+        for p in range(p0, even, 4):
+            r0, r1, r2, r3 = x2[p], x2[p + 1], x2[p + 2], x2[p + 3]
+            if dy2 is None:
+                for j in range(s.size):
+                    x0, x1 = np.float64(r0[j]) - s[j], np.float64(r1[j]) - s[j]
+                    x2_, x3_ = np.float64(r2[j]) - s[j], np.float64(r3[j]) - s[j]
+                    a0[j] += (x0 * x0 + x1 * x1) + (x2_ * x2_ + x3_ * x3_)
+                    a1[j] += (x0 + x1) + (x2_ + x3_)
+            else:
+                g0, g1, g2, g3 = dy2[p], dy2[p + 1], dy2[p + 2], dy2[p + 3]
+                for j in range(s.size):
+                    x0, x1 = np.float64(r0[j]) - s[j], np.float64(r1[j]) - s[j]
+                    x2_, x3_ = np.float64(r2[j]) - s[j], np.float64(r3[j]) - s[j]
+                    h0, h1 = np.float64(g0[j]), np.float64(g1[j])
+                    h2, h3 = np.float64(g2[j]), np.float64(g3[j])
+                    a0[j] += (x0 * x0 + x1 * x1) + (x2_ * x2_ + x3_ * x3_)
+                    a1[j] += (x0 + x1) + (x2_ + x3_)
+                    a2[j] += (h0 + h1) + (h2 + h3)
+                    a3[j] += (h0 * x0 + h1 * x1) + (h2 * x2_ + h3 * x3_)
+        for p in range(even, p1):
+            r0 = x2[p]
+            if dy2 is None:
+                for j in range(s.size):
+                    x0 = np.float64(r0[j]) - s[j]
+                    a0[j] += x0 * x0
+                    a1[j] += x0
+            else:
+                g0 = dy2[p]
+                for j in range(s.size):
+                    x0, h0 = np.float64(r0[j]) - s[j], np.float64(g0[j])
+                    a0[j] += x0 * x0
+                    a1[j] += x0
+                    a2[j] += h0
+                    a3[j] += h0 * x0
+        out += acc
+
+
+@numba.njit(fastmath={"reassoc"}, **_JIT)
+def _channel_sums_kernel(x3, dy3, shift, rows, channels, out, acc):
+    """:func:`_row_sums_kernel` for ``rows`` × ``channels`` (ranges) of (P, C, Q), Q > 1.
+
+    ``out`` and ``acc`` are (4, channels) float64 arrays, shift per channel.
+
+    The data is read in memory order: row by row of P, each row channel by channel. A
+    channel's row of Q is summed along itself in pieces of at most PIECE elements, in whatever
+    order the compiler vectorizes best (fastmath's reassociation, and only that: inf and NaN
+    go through as IEEE arithmetic has them). The pieces are added in order to accumulators,
+    which are added to the totals after every PIECE elements of a channel or so.
+    """
+    k0, k1 = channels
+    n_q = x3.shape[2]
+    every = max(1, PIECE // n_q)
+    s = shift[k0:k1]
+    for p0 in range(rows[0], rows[1], every):
+        acc[:] = 0.0
+        for p in range(p0, min(p0 + every, rows[1])):
+            for k in range(k1 - k0):
+                for q0 in range(0, n_q, PIECE):
+                    xr = x3[p, k0 + k, q0 : q0 + PIECE]
+                    r0 = r1 = r2 = r3 = 0.0
+                    if dy3 is None:
+                        for q in range(xr.size):
+                            xs = np.float64(xr[q]) - s[k]
+                            r0 += xs * xs
+                            r1 += xs
+                    else:
+                        gr = dy3[p, k0 + k, q0 : q0 + PIECE]
+                        for q in range(xr.size):
+                            xs = np.float64(xr[q]) - s[k]
+                            g = np.float64(gr[q])
+                            r0 += xs * xs
+                            r1 += xs
+                            r2 += g
+                            r3 += g * xs
+                    acc[0, k] += r0
+                    acc[1, k] += r1
+                    acc[2, k] += r2
+                    acc[3, k] += r3
+        out += acc
+
+
+def _row_sums(x2, dy2, shift):
+    """:func:`_row_sums_kernel` over all rows of x2 (and dy2).
+
+    In halves at once on a large array, the halves' sums added in order.
+    """
+    parts = _at_once(lambda rows: _totals(_row_sums_kernel, x2, dy2, shift, rows, len(shift)),
+                     _halves(len(x2), x2))
+    return sum(parts[1:], parts[0])
+
+
+def _totals(kernel, *args):
+    """``out`` after ``kernel(*args[:-1], out, acc)``, with ``out`` and ``acc`` new arrays.
+
+    Both are (4, args[-1]) float64 zeros, made here so that tracemalloc sees them (numba's
+    own allocations are not traced).
+    """
+    out, acc = np.zeros((2, 4, args[-1]))
+    kernel(*args[:-1], out, acc)
+    return out
+
+
+def _sums(x3, shift, blocks, dy3=None, squares=True, keep=None):
+    """Per-channel Σ xs² and Σ xs (if ``squares``), Σ dy and Σ dy·xs (given dy); xs = x - shift.
+
+    Each is float64, shaped (1, C, 1), from one compiled sweep over x3 (and dy3), in two halves
+    at once on a large array: halves of the rows, their sums added in order, or with one row,
+    halves of the channels. The halves depend on the array alone, so the sums do too.
+    ``blocks`` and ``keep`` are not used.
+    """
+    n_p, n_c, n_q = x3.shape
+    shift = shift.reshape(-1).astype(np.float64)
+    if n_q > 1:
+        kernel = _channel_sums_kernel
+        if n_p > 1:
+            parts = _at_once(lambda rows: _totals(kernel, x3, dy3, shift, rows, (0, n_c),
+                                                          n_c), _halves(n_p, x3))
+            totals = sum(parts[1:], parts[0])
+        else:
+            parts = _at_once(lambda k: _totals(kernel, x3, dy3, shift, (0, 1), k,
+                                                       k[1] - k[0]), _halves(n_c, x3))
+            totals = np.concatenate(parts, axis=1)
+    else:
+        totals = np.zeros((4, n_c))
+        fold, even = _fold([x3, dy3])
+        for rows, f in ((slice(0, even), fold), (slice(even, n_p), 1)):
+            x, dy = (None if v is None else _rows(v[rows], f) for v in (x3, dy3))
+            if len(x):
+                totals += _row_sums(x, dy, np.tile(shift, f)).reshape(4, f, n_c).sum(axis=1)
+    wanted = ([0, 1] if squares else []) + ([2, 3] if dy3 is not None else [])
+    return tuple(totals[k].reshape(1, -1, 1) for k in wanted)
+'''
+
+COMBINE = '''
+@numba.njit(**_JIT)
+def _combine_kernel(out3, dy3, x3, a, b, c, shift, scale, rows, channels):
+    """out3 = a·dy + b·((x - shift)·scale) + c on ``rows`` × ``channels`` (ranges), in float64.
+
+    The coefficients are per channel, float64; each value is rounded once, to out3's dtype.
+    A coefficient that is None leaves its term out: numba compiles a version without it (it
+    drops code under ``if v is not None`` where v is None). With Q = 1 a row runs along the
+    channels (all of them: numba vectorizes a loop from 0 only), else along Q.
+    """
+    n_c, n_q = out3.shape[1], out3.shape[2]
+    for p in range(rows[0], rows[1]):
+        if n_q == 1:
+            for k in range(n_c):
+                v = 0.0
+                if b is not None:
+                    v = b[k] * ((np.float64(x3[p, k, 0]) - shift[k]) * scale[k])
+                if a is not None:
+                    v += a[k] * np.float64(dy3[p, k, 0])
+                if c is not None:
+                    v += c[k]
+                out3[p, k, 0] = v
+            continue
+        for k in range(channels[0], channels[1]):
+            ak = bk = ck = sk = fk = 0.0
+            if b is not None:
+                bk, sk, fk = b[k], shift[k], scale[k]
+            if a is not None:
+                ak = a[k]
+            if c is not None:
+                ck = c[k]
+            out = out3[p, k]
+            for q in range(out.size):
+                v = 0.0
+                if b is not None:
+                    v = bk * ((np.float64(x3[p, k, q]) - sk) * fk)
+                if a is not None:
+                    v += ak * np.float64(dy3[p, k, q])
+                if c is not None:
+                    v += ck
+                out[q] = v
+
+
+def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
+    """Write a·dy + b·(x3 - shift) + c into out3 in one compiled pass, in float64.
+
+    a and c are per channel, in the dtype of x; b is per channel, taken in float64 and split
+    where it is below float64's normal range (see :func:`_split`); a term whose coefficient is
+    None is left out; ``blocks`` is not used. On a large array the rows of P (or with one row,
+    the channels) are cut in two halves, swept at once; with Q = 1, short rows are folded as
+    the sums fold them (see :func:`_fold`).
+    """
+    scale = None
+    if b is not None:
+        b, scale = _split(b.astype(np.float64), np.float64)
+        scale = np.ones_like(b) if scale is None else scale
+    values = [None if v is None else v.reshape(-1).astype(np.float64)
+              for v in (a, b, c, shift, scale)]
+    n_p, n_c, n_q = out3.shape
+    if n_q > 1:
+        if n_p > 1:
+            parts = [(rows, (0, n_c)) for rows in _halves(n_p, out3)]
+        else:
+            parts = [((0, 1), k) for k in _halves(n_c, out3)]
+        _at_once(lambda part: _combine_kernel(out3, dy3, x3, *values, *part), parts)
+        return out3
+    fold, even = _fold([out3, dy3, x3])
+    for rows, f in ((slice(0, even), fold), (slice(even, n_p), 1)):
+        arrays = [None if v is None else _rows(v[rows], f)[:, :, None] for v in (out3, dy3, x3)]
+        if len(arrays[0]):
+            _combine_rows(arrays, [None if v is None else np.tile(v, f) for v in values])
+    return out3
+
+
+def _combine_rows(arrays, values):
+    """:func:`_combine_kernel` on all rows of (P, K, 1) ``arrays`` (out, dy, x).
+
+    ``values`` (a, b, c, shift, scale) hold K values each; the rows go in halves at once on a
+    large array.
+    """
+    out = arrays[0]
+    _at_once(lambda rows: _combine_kernel(*arrays, *values, rows, (0, out.shape[1])),
+             _halves(len(out), out))
+'''
+
+__all__ = ["COMBINE", "SUMS"]
