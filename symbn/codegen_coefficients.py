@@ -8,7 +8,7 @@ refused with a ValueError naming the channel) where it is beyond that dtype's ra
 
 from __future__ import annotations
 
-COEFFICIENTS = '''def _product(*factors):
+PRODUCT = '''def _product(*factors):
     """The product of per-channel float64 ``(value, power)`` factors, safe from its own steps.
 
     The factors are multiplied in turn, as printed (numerator, then denominator). A step may
@@ -50,7 +50,10 @@ def _in_turn(factors, low=None):
             out = out * value if power > 0 else out / value
             if low is not None:
                 low = low | (np.abs(out) < np.finfo(np.float64).tiny)
-    return out if low is None else (out, low)
+    return out if low is None else (out, low)'''
+
+# b split as b·2^e and 2^-e: the NumPy backends' elementwise pass takes b this way
+SPLIT = '''
 
 
 def _split(b, dtype):
@@ -68,7 +71,9 @@ def _split(b, dtype):
         return b.astype(dtype), None
     _, exponent = np.frexp(np.where(out, b, 1.0))
     e = np.where(out, -exponent // 2, 0)
-    return np.ldexp(b, e).astype(dtype), np.ldexp(np.ones_like(b), -e).astype(dtype)
+    return np.ldexp(b, e).astype(dtype), np.ldexp(np.ones_like(b), -e).astype(dtype)'''
+
+NARROW = '''
 
 
 def _narrow(v, name, result, dtype, first=0):
@@ -94,3 +99,5 @@ def _narrow(v, name, result, dtype, first=0):
                 "larger eps, or float64 inputs")
     return narrow
 '''
+
+COEFFICIENTS = PRODUCT + SPLIT + NARROW

@@ -47,10 +47,7 @@ def module_docstring(plan: Plan, backend: str) -> list[str]:
     out += ["", *textwrap.wrap(
         f"Evaluated per channel as dx = a*dy + b*xs + c with xs = x - shift, {shift}; symbn "
         "proved this equal to the closed form for every m and every shift before printing it. "
-        "Every sum accumulates in float64 (float32 blocks are copied to float64 first, so "
-        "products are exact). Channels go in groups of at most GROUP, each computed end to end; "
-        "passes go over blocks of about BLOCK_SIZE elements, a few NumPy calls per block, in two "
-        "halves at once (two threads) in an array of THREADED elements or more.",
+        f"{_passes(backend)}",
         WIDTH - 4),
         "", "Signatures:",
         f"    forward({', '.join(['x', *parameters(spec, True)])}, *, eps=1e-5, axis=-1) -> y",
@@ -61,6 +58,21 @@ def module_docstring(plan: Plan, backend: str) -> list[str]:
         "out as x is.",
         "", "Generated code: regenerate with `symbn codegen` instead of editing."]
     return out
+
+
+def _passes(backend: str) -> str:
+    """How the module's passes go over the data, as its docstring says it."""
+    if backend == "numba":
+        return ("Channels go in groups of at most GROUP, each computed end to end, in two passes "
+                "over the data compiled by numba: the sums, and dx (or y). They read x and dy "
+                "in their dtype and compute in float64, each result rounded once; an array of "
+                "SPLIT elements or more is swept in two halves at once (the second by a worker "
+                "thread kept for later calls).")
+    return ("Every sum accumulates in float64 (float32 blocks are copied to float64 first, so "
+            "products are exact). Channels go in groups of at most GROUP, each computed end to "
+            "end; passes go over blocks of about BLOCK_SIZE elements, a few NumPy calls per "
+            "block, in two halves at once (two threads) in an array of THREADED elements or "
+            "more.")
 
 
 def _para(text: str) -> list[str]:

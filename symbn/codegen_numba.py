@@ -10,13 +10,39 @@ float64 copies, and each pass reads the data once. numba is an optional dependen
 from __future__ import annotations
 
 SUMS = '''
-# numba: in a module read from a file, each kernel is compiled once and kept on disk
-_JIT = {"nogil": True, "cache": "__file__" in globals()}
-PIECE = 1 << 12  # elements (or rows, four at a time) summed in sequence before a flush
-SPLIT = 1 << 19  # elements: an array this large is swept in two halves at once (_halves)
+PIECE = 1 << 12  # elements of a row of Q (or PIECE / 4 rows, four at a time) before a flush
+SPLIT = 1 << 20  # elements: an array this large is swept in two halves at once (_halves)
 WIDE = 1 << 6  # elements at least in the rows the Q = 1 kernels run along (see _fold)
 _WORKER = []  # the thread that sweeps second halves (see _at_once), started on first use
 _STARTING = threading.Lock()
+
+
+def _jit(**options):
+    """numba.njit(nogil=True, **options), its compiled code kept on disk where it can be.
+
+    In a module read from a file, numba keeps each kernel in a cache (``__pycache__`` beside
+    the file, or the user's cache folder), so that a new process reads it instead of compiling
+    it again; where there is no file, or no folder it can write to, it compiles every time.
+    """
+    def decorate(function):
+        if "__file__" in globals():
+            try:
+                return numba.njit(nogil=True, cache=True, **options)(function)
+            except RuntimeError:  # numba found no place to keep its cache
+                pass
+        return numba.njit(nogil=True, **options)(function)
+    return decorate
+
+
+def _forget_worker():
+    """In a child process made by fork: the worker thread was not copied, so start anew."""
+    global _STARTING
+    _WORKER.clear()
+    _STARTING = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_worker)
 
 
 def _at_once(work, parts):
@@ -24,15 +50,19 @@ def _at_once(work, parts):
 
     The kernels let go of the interpreter, so the two run at once. The worker is one thread,
     kept for later calls: starting a thread took 0.2 ms on a 2-core VM, longer than summing
-    2^18 float32 elements. Calls from several threads share it, in turn. An error raised in
-    either part is raised here, after both have ended.
+    2^18 float32 elements. Calls from several threads share it, in turn; a child made by fork
+    starts its own. An error raised in either part is raised here, after both have ended.
+    While the interpreter shuts down (no new threads or work), both parts run here in turn.
     """
     if len(parts) == 1:
         return [work(parts[0])]
-    with _STARTING:
-        if not _WORKER:
-            _WORKER.append(concurrent.futures.ThreadPoolExecutor(1, "symbn-numba"))
-    second = _WORKER[0].submit(work, parts[1])
+    try:
+        with _STARTING:
+            if not _WORKER:
+                _WORKER.append(concurrent.futures.ThreadPoolExecutor(1, "symbn-numba"))
+        second = _WORKER[0].submit(work, parts[1])
+    except RuntimeError:  # shutting down: the worker takes no more work
+        return [work(part) for part in parts]
     try:
         first = work(parts[0])
     finally:
@@ -44,7 +74,9 @@ def _halves(n, a3):
     """Ranges cutting 0..n in two halves, in order, where a3 holds at least SPLIT elements.
 
     One range (0, n) otherwise: below that, handing a half to the worker cost more than it
-    saved (0.29 ms against 0.18 for the sums of float32 (256, 1024)).
+    saved (a whole backward with caches flushed, two runs: float32 (512, 1024) 1.21 and 1.41 ms
+    in one sweep, 1.39 and 1.69 in halves; float32 (1024, 1024) 2.45 and 2.62, against 2.13
+    and 2.14).
     """
     if a3.size < SPLIT or n < 2:
         return [(0, n)]
@@ -66,7 +98,7 @@ def _fold(arrays):
     return fold, n_p - n_p % fold
 
 
-@numba.njit(**_JIT)
+@_jit()
 def _row_sums_kernel(x2, dy2, shift, rows, out, acc):
     """Add to ``out`` the sums Σ xs², Σ xs, Σ dy, Σ dy·xs of ``rows`` of (P, K) x2 and dy2.
 
@@ -120,7 +152,7 @@ def _row_sums_kernel(x2, dy2, shift, rows, out, acc):
         out += acc
 
 
-@numba.njit(fastmath={"reassoc"}, **_JIT)
+@_jit(fastmath={"reassoc"})
 def _channel_sums_kernel(x3, dy3, shift, rows, channels, out, acc):
     """:func:`_row_sums_kernel` for ``rows`` × ``channels`` (ranges) of (P, C, Q), Q > 1.
 
@@ -193,8 +225,16 @@ def _sums(x3, shift, blocks, dy3=None, squares=True, keep=None):
     halves of the channels. The halves depend on the array alone, so the sums do too.
     ``blocks`` and ``keep`` are not used.
     """
-    n_p, n_c, n_q = x3.shape
     shift = shift.reshape(-1).astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):  # as the sums themselves: inf, NaN
+        totals = _kernel_sums(x3, dy3, shift)
+    wanted = ([0, 1] if squares else []) + ([2, 3] if dy3 is not None else [])
+    return tuple(totals[k].reshape(1, -1, 1) for k in wanted)
+
+
+def _kernel_sums(x3, dy3, shift):
+    """The (4, C) sums of :func:`_sums`, all four (Σ dy, Σ dy·xs: 0 without dy3)."""
+    n_p, n_c, n_q = x3.shape
     if n_q > 1:
         kernel = _channel_sums_kernel
         if n_p > 1:
@@ -212,27 +252,27 @@ def _sums(x3, shift, blocks, dy3=None, squares=True, keep=None):
             x, dy = (None if v is None else _rows(v[rows], f) for v in (x3, dy3))
             if len(x):
                 totals += _row_sums(x, dy, np.tile(shift, f)).reshape(4, f, n_c).sum(axis=1)
-    wanted = ([0, 1] if squares else []) + ([2, 3] if dy3 is not None else [])
-    return tuple(totals[k].reshape(1, -1, 1) for k in wanted)
+    return totals
 '''
 
 COMBINE = '''
-@numba.njit(**_JIT)
-def _combine_kernel(out3, dy3, x3, a, b, c, shift, scale, rows, channels):
-    """out3 = a·dy + b·((x - shift)·scale) + c on ``rows`` × ``channels`` (ranges), in float64.
+@_jit()
+def _combine_kernel(out3, dy3, x3, a, b, c, shift, rows, channels):
+    """out3 = a·dy + b·(x - shift) + c on ``rows`` × ``channels`` (ranges), in float64.
 
     The coefficients are per channel, float64; each value is rounded once, to out3's dtype.
     A coefficient that is None leaves its term out: numba compiles a version without it (it
-    drops code under ``if v is not None`` where v is None). With Q = 1 a row runs along the
-    channels (all of them: numba vectorizes a loop from 0 only), else along Q.
+    drops code under ``if v is not None`` where v is None). The sum starts from -0.0, which
+    keeps the sign of a zero term. With Q = 1 a row runs along the channels (all of them:
+    numba vectorizes a loop from 0 only), else along Q.
     """
     n_c, n_q = out3.shape[1], out3.shape[2]
     for p in range(rows[0], rows[1]):
         if n_q == 1:
             for k in range(n_c):
-                v = 0.0
+                v = -0.0
                 if b is not None:
-                    v = b[k] * ((np.float64(x3[p, k, 0]) - shift[k]) * scale[k])
+                    v = b[k] * (np.float64(x3[p, k, 0]) - shift[k])
                 if a is not None:
                     v += a[k] * np.float64(dy3[p, k, 0])
                 if c is not None:
@@ -240,18 +280,18 @@ def _combine_kernel(out3, dy3, x3, a, b, c, shift, scale, rows, channels):
                 out3[p, k, 0] = v
             continue
         for k in range(channels[0], channels[1]):
-            ak = bk = ck = sk = fk = 0.0
+            ak = bk = ck = sk = 0.0
             if b is not None:
-                bk, sk, fk = b[k], shift[k], scale[k]
+                bk, sk = b[k], shift[k]
             if a is not None:
                 ak = a[k]
             if c is not None:
                 ck = c[k]
             out = out3[p, k]
             for q in range(out.size):
-                v = 0.0
+                v = -0.0
                 if b is not None:
-                    v = bk * ((np.float64(x3[p, k, q]) - sk) * fk)
+                    v = bk * (np.float64(x3[p, k, q]) - sk)
                 if a is not None:
                     v += ak * np.float64(dy3[p, k, q])
                 if c is not None:
@@ -262,18 +302,14 @@ def _combine_kernel(out3, dy3, x3, a, b, c, shift, scale, rows, channels):
 def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
     """Write a·dy + b·(x3 - shift) + c into out3 in one compiled pass, in float64.
 
-    a and c are per channel, in the dtype of x; b is per channel, taken in float64 and split
-    where it is below float64's normal range (see :func:`_split`); a term whose coefficient is
+    a and c are per channel, in the dtype of x, b per channel (float64, or x's dtype in the
+    forward pass); all are taken in float64, so that b needs no splitting in two factors, as
+    the NumPy backends' float32 pass does where b is beyond float32. A term whose coefficient is
     None is left out; ``blocks`` is not used. On a large array the rows of P (or with one row,
     the channels) are cut in two halves, swept at once; with Q = 1, short rows are folded as
     the sums fold them (see :func:`_fold`).
     """
-    scale = None
-    if b is not None:
-        b, scale = _split(b.astype(np.float64), np.float64)
-        scale = np.ones_like(b) if scale is None else scale
-    values = [None if v is None else v.reshape(-1).astype(np.float64)
-              for v in (a, b, c, shift, scale)]
+    values = [None if v is None else v.reshape(-1).astype(np.float64) for v in (a, b, c, shift)]
     n_p, n_c, n_q = out3.shape
     if n_q > 1:
         if n_p > 1:
@@ -293,7 +329,7 @@ def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
 def _combine_rows(arrays, values):
     """:func:`_combine_kernel` on all rows of (P, K, 1) ``arrays`` (out, dy, x).
 
-    ``values`` (a, b, c, shift, scale) hold K values each; the rows go in halves at once on a
+    ``values`` (a, b, c, shift) hold K values each; the rows go in halves at once on a
     large array.
     """
     out = arrays[0]

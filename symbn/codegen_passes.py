@@ -9,13 +9,15 @@ per-channel coefficients' helpers between them are in :mod:`symbn.codegen_coeffi
 from __future__ import annotations
 
 from symbn import codegen_numba as numba
-from symbn.codegen_coefficients import COEFFICIENTS
+from symbn.codegen_coefficients import COEFFICIENTS, NARROW, PRODUCT
 
-# The dtypes' limits the sweeps and coefficients check against.
-CONSTANTS = '''
+# The dtypes' limits the sweeps and coefficients check against (TINY: _split's only).
+TINY = '''
 # below these a per-channel coefficient loses digits in the dtype (see _split)
 TINY = {np.dtype(np.float32): np.finfo(np.float32).tiny / np.finfo(np.float32).eps,
-        np.dtype(np.float64): np.finfo(np.float64).tiny / np.finfo(np.float64).eps}
+        np.dtype(np.float64): np.finfo(np.float64).tiny / np.finfo(np.float64).eps}'''
+
+RANGES = '''
 # root-mean-square spread of a channel (|x - mean|) beyond which x - mean overflows (float32),
 # or b ~ gamma*dy/spread**2 nears the bottom of float64's range (float64)
 SPREAD = {np.dtype(np.float32): float(np.finfo(np.float32).max), np.dtype(np.float64): 1e100}
@@ -308,7 +310,7 @@ def _running_shift(x3, running_mean, blocks, first=0):
 
 '''
 
-SWEEPS = CONSTANTS + BLOCKWISE + AT_ONCE + BLOCK_SUMS + CENTRE
+SWEEPS = TINY + RANGES + BLOCKWISE + AT_ONCE + BLOCK_SUMS + CENTRE
 
 
 # The elementwise pass, one per backend, called the same way.
@@ -397,9 +399,9 @@ def passes_source(backend: str = "numpy") -> str:
     """The sweeps, the per-channel coefficients' helpers, then ``backend``'s elementwise pass.
 
     The numba backend has its own sums, threads and elementwise pass
-    (:mod:`symbn.codegen_numba`), and none of the NumPy backends' block machinery.
+    (:mod:`symbn.codegen_numba`), and none of the NumPy backends' block machinery or _split.
     """
     if backend == "numba":
-        pieces = [CONSTANTS, numba.SUMS, CENTRE, COEFFICIENTS, numba.COMBINE]
+        pieces = [RANGES, numba.SUMS, CENTRE, PRODUCT, NARROW, numba.COMBINE]
         return "\n\n\n".join(piece.strip("\n") for piece in pieces) + "\n"
     return (SWEEPS + COEFFICIENTS).rstrip("\n") + "\n" + COMBINE[backend]

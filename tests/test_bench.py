@@ -89,3 +89,20 @@ def test_heap_script_measures_a_row():
     state, dtype, book, ours = heap.measure("settled", "float32", repeats=1, shape=(8, 16)).split()
     assert (state, dtype) == ("settled", "float32")
     assert float(book) > 0 and float(ours) > 0
+
+
+@pytest.mark.slow
+def test_numba_compile_script_prints_a_row_per_way_of_loading(capsys):
+    """bench/bench_numba_compile.py: three positive times for the module read from a file and
+    three for load(); the file's later processes read the kernels from numba's cache, so they
+    are faster than its first."""
+    pytest.importorskip("numba")
+    path = BENCH.with_name("bench_numba_compile.py")
+    spec = importlib.util.spec_from_file_location("bench_numba_compile", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main()
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ")][2:]
+    times = [[float(c) for c in r.strip("| ").split(" | ")[1:]] for r in rows]
+    assert len(times) == 2 and all(len(t) == 3 and min(t) > 0 for t in times)
+    assert max(times[0][1:]) < times[0][0]
