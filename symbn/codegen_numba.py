@@ -49,9 +49,10 @@ def _at_once(work, parts):
     """``[work(part) for part in parts]`` (one or two parts), the second in a worker thread.
 
     The kernels let go of the interpreter, so the two run at once. The worker is one thread,
-    kept for later calls: starting a thread took 0.2 ms on a 2-core VM, longer than summing
-    2^18 float32 elements. Calls from several threads share it, in turn; a child made by fork
-    starts its own. An error raised in either part is raised here, after both have ended.
+    kept for later calls: starting a thread took 0.2 ms on a 2-core VM (a scratch run), longer
+    than summing 2^18 float32 elements. Calls from several threads share it, in turn; a child
+    made by fork starts its own. An error raised in either part is raised here, after both
+    have ended.
     While the interpreter shuts down (no new threads or work), both parts run here in turn.
     """
     if len(parts) == 1:
@@ -74,9 +75,9 @@ def _halves(n, a3):
     """Ranges cutting 0..n in two halves, in order, where a3 holds at least SPLIT elements.
 
     One range (0, n) otherwise: below that, handing a half to the worker cost more than it
-    saved (a whole backward with caches flushed, two runs: float32 (512, 1024) 1.21 and 1.41 ms
-    in one sweep, 1.39 and 1.69 in halves; float32 (1024, 1024) 2.45 and 2.62, against 2.13
-    and 2.14).
+    saved (scratch runs of a whole backward with caches flushed: float32 (512, 1024) 1.21 and
+    1.41 ms in one sweep, 1.39 and 1.69 in halves; float32 (1024, 1024) 2.45 and 2.62, against
+    2.13 and 2.14).
     """
     if a3.size < SPLIT or n < 2:
         return [(0, n)]
