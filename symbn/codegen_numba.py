@@ -100,17 +100,16 @@ def _fold(arrays):
 
 
 @_jit()
-def _row_sums_kernel(x2, dy2, shift, rows, out, acc):
+def _row_sums_kernel(x2, dy2, s, rows, out, acc):
     """Add to ``out`` the sums Σ xs², Σ xs, Σ dy, Σ dy·xs of ``rows`` of (P, K) x2 and dy2.
 
-    Per column (dy2 may be None: its sums are then 0); shift is per column, float64, and
-    xs = x - shift in float64; ``out`` and ``acc`` are (4, K) float64 arrays (the caller
+    Per column (dy2 may be None: its sums are then 0); the shift s is per column, float64, and
+    xs = x - s in float64; ``out`` and ``acc`` are (4, K) float64 arrays (the caller
     allocates them, so that tracemalloc sees them), ``acc`` scratch space. The columns are
     summed down the rows, four rows at a time, into ``acc``, which is added to ``out`` after
     every PIECE / 4 rows (so that no sum runs down more rows than that in sequence). Loops run
     over views from 0, so that numba knows no index is negative, and vectorizes them.
     """
-    s = shift
     a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
     for p0 in range(rows[0], rows[1], PIECE // 4):
         p1 = min(p0 + PIECE // 4, rows[1])
@@ -252,7 +251,8 @@ def _kernel_sums(x3, dy3, shift):
         for rows, f in ((slice(0, even), fold), (slice(even, n_p), 1)):
             x, dy = (None if v is None else _rows(v[rows], f) for v in (x3, dy3))
             if len(x):
-                totals += _row_sums(x, dy, np.tile(shift, f)).reshape(4, f, n_c).sum(axis=1)
+                centre = shift if f == 1 else np.tile(shift, f)
+                totals += _row_sums(x, dy, centre).reshape(4, f, n_c).sum(axis=1)
     return totals
 '''
 
@@ -323,7 +323,7 @@ def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
     for rows, f in ((slice(0, even), fold), (slice(even, n_p), 1)):
         arrays = [None if v is None else _rows(v[rows], f)[:, :, None] for v in (out3, dy3, x3)]
         if len(arrays[0]):
-            _combine_rows(arrays, [None if v is None else np.tile(v, f) for v in values])
+            _combine_rows(arrays, [v if v is None or f == 1 else np.tile(v, f) for v in values])
     return out3
 
 
