@@ -56,6 +56,19 @@ try:
 except ImportError:  # numba is an optional extra
     numba = None
 
+OPTIONAL = {"numexpr": numexpr, "numba": numba}  # each optional backend's library, or None
+
+
+def installed(backends: Any) -> list[str]:
+    """The backends of ``backends`` whose library is installed here."""
+    return [b for b in backends if OPTIONAL.get(b, np) is not None]
+
+
+def versions() -> str:
+    """The optional backends' libraries and their versions, for a script's first line."""
+    return ", ".join(f"{name} {lib.__version__ if lib else 'not installed'}"
+                     for name, lib in OPTIONAL.items())
+
 FLUSH = np.zeros(8 << 20)  # 64 MB, read before every timed call
 HEAP = (32 << 20) - (64 << 10)  # bytes: just below glibc's largest dynamic mmap threshold
 ROUNDS = 4  # the timed calls of each function are spread over this many rounds
@@ -289,13 +302,9 @@ def main() -> None:
     parser.add_argument("--backend", default="all", choices=("all", *BACKENDS))
     args = parser.parse_args()
     settle_heap()
-    optional = {"numexpr": numexpr, "numba": numba}
-    backends = [b for b in (BACKENDS if args.backend == "all" else [args.backend])
-                if optional.get(b, np) is not None]
+    backends = installed(BACKENDS if args.backend == "all" else [args.backend])
     print(f"symbn {symbn.__version__}, numpy {np.__version__}, "
-          f"torch {torch.__version__ if torch else 'not installed'}, "
-          + ", ".join(f"{name} {lib.__version__ if lib else 'not installed'}"
-                      for name, lib in optional.items()))
+          f"torch {torch.__version__ if torch else 'not installed'}, {versions()}")
     print("\n## Speed: training backward, default variant (eps in the root, biased, affine)\n")
     print("\n".join(speed_table(backends, 5 if args.quick else 20)))
     print("\n## Speed on other layouts (no targets; same columns)\n")

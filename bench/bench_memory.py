@@ -21,19 +21,7 @@ import symbn
 from symbn.codegen import BACKENDS, load
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_backward import peak_arrays  # the same peak as the speed table's
-
-try:
-    import numexpr
-except ImportError:  # numexpr is an optional extra
-    numexpr = None
-
-try:
-    import numba
-except ImportError:  # numba is an optional extra
-    numba = None
-
-OPTIONAL = {"numexpr": numexpr, "numba": numba}
+from bench_backward import installed, peak_arrays, versions  # as the speed table has them
 
 WIDE = tuple(1 << k for k in (15, 17, 18, 19, 20))
 OTHER = (((8, 4096), "train"), ((32, 4096), "train"), ((1, 1 << 20), "eval"),
@@ -54,7 +42,7 @@ def peak(module, shape: tuple[int, ...], mode: str) -> tuple[float, float]:
 
 def modules(mode: str) -> dict[str, object]:
     spec = symbn.LayerSpec(mode=mode)
-    return {b: load(spec, b) for b in BACKENDS if OPTIONAL.get(b, np) is not None}
+    return {b: load(spec, b) for b in installed(BACKENDS)}
 
 
 def wide_table() -> list[str]:
@@ -77,9 +65,7 @@ def other_table() -> list[str]:
 
 
 def main() -> None:
-    print(f"symbn {symbn.__version__}, numpy {np.__version__}, "
-          + ", ".join(f"{name} {lib.__version__ if lib else 'not installed'}"
-                      for name, lib in OPTIONAL.items()) + "; float32\n")
+    print(f"symbn {symbn.__version__}, numpy {np.__version__}, {versions()}; float32\n")
     print("\n".join(wide_table()))
     print()
     print("\n".join(other_table()))

@@ -23,7 +23,7 @@ def bench():
 
 def test_speed_table_runs_on_small_shapes(bench):
     """Two small shapes, one repeat: a row per dtype and shape, every cell filled."""
-    backends = ["numpy"] + [b for b in ("numexpr", "numba") if getattr(bench, b) is not None]
+    backends = bench.installed(["numpy", "numexpr", "numba"])
     rows = bench.speed_table(backends, 1, shapes=(((64, 8), -1), ((4, 3, 5, 5), 1)))
     head, body = rows[0].strip("| ").split(" | "), rows[2:]
     assert len(body) == 4
@@ -71,7 +71,7 @@ def test_memory_script_runs_on_small_shapes(capsys, monkeypatch):
     monkeypatch.setattr(memory, "OTHER", (((4, 8), "train"), ((1, 16), "eval")))
     memory.main()
     rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ")]
-    backends = 1 + sum(lib is not None for lib in memory.OPTIONAL.values())
+    backends = len(memory.installed(["numpy", "numexpr", "numba"]))
     assert len(rows) == 1 + 2 * backends + 1 + 2  # a head row each, then the figures
     inputs = [r for r in rows if "inputs |" in r] + rows[-2:]  # MiB rows round tiny shapes to 0
     figures = [c.split(" (")[0] for r in inputs for c in r.strip("| ").split(" | ")[1:]
