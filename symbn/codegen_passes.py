@@ -216,8 +216,8 @@ def _part_sums(x3, shift, blocks, dy3, squares, keep):
     return totals
 '''
 
-# The shift: a first guess at the mean and its correction; evaluation mode's shift.
-CENTRE = '''
+# The first guess at the mean (the numba backend has its own: codegen_numba.PILOT).
+PILOT = '''
 
 def _pilot(x3):
     """A first guess at each channel's mean, in x's dtype, for the shift.
@@ -236,7 +236,10 @@ def _pilot(x3):
     with np.errstate(over="ignore"):  # down P, then along Q (see _block_sum)
         total = np.add.reduce(sample, axis=0) @ np.ones(sample.shape[2], x3.dtype)
     return total.reshape(1, -1, 1) / x3.dtype.type(sample.shape[0] * sample.shape[2])
+'''
 
+# The correction of the first guess; evaluation mode's shift.
+CENTRE = '''
 
 def _centred_sums(x3, shift, blocks, dy3=None, keep=None, first=0):
     """:func:`_sums` with Σ xs² and Σ xs, and the shift they are taken from.
@@ -312,7 +315,7 @@ def _running_shift(x3, running_mean, blocks, first=0):
 
 '''
 
-SWEEPS = TINY + RANGES + BLOCKWISE + AT_ONCE + BLOCK_SUMS + CENTRE
+SWEEPS = TINY + RANGES + BLOCKWISE + AT_ONCE + BLOCK_SUMS + PILOT + CENTRE
 
 
 
@@ -324,6 +327,6 @@ def passes_source(backend: str = "numpy") -> str:
     (:mod:`symbn.codegen_numba`), and none of the NumPy backends' block machinery or _split.
     """
     if backend == "numba":
-        pieces = [RANGES, numba.SUMS, CENTRE, PRODUCT, NARROW, numba.COMBINE]
+        pieces = [RANGES, numba.SUMS, numba.PILOT, CENTRE, PRODUCT, NARROW, numba.COMBINE]
         return "\n\n\n".join(piece.strip("\n") for piece in pieces) + "\n"
     return (SWEEPS + COEFFICIENTS).rstrip("\n") + "\n" + COMBINE[backend]

@@ -9,8 +9,11 @@ reference, and the worker thread is checked on its own.
 import math
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+import types
 import warnings
 
 import numpy as np
@@ -188,15 +191,60 @@ def test_a_forked_child_sweeps_in_halves_too(source):
     pytest.fail("the forked child did not finish in 60 s")
 
 
-def test_without_a_place_for_the_cache_the_module_still_loads(source):
-    """A module given a __file__ numba cannot cache for (code compiled from a string) compiles
-    its kernels every time instead of failing to import."""
-    namespace = {"__file__": "/nonexistent/bn.py", "__name__": "symbn_numba_no_cache"}
-    exec(compile(source, "<string>", "exec"), namespace)
+def test_without_a_place_for_the_cache_the_module_still_loads(source, monkeypatch):
+    """A module given a __file__ numba cannot cache for (code compiled from a string), imported
+    under that file's name, compiles its kernels every time instead of failing to import."""
+    module = types.ModuleType("symbn_numba_no_cache")
+    module.__file__ = "/nonexistent/symbn_numba_no_cache.py"
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(compile(source, "<string>", "exec"), module.__dict__)
+    assert module._CACHED  # the premise: it tried to cache, and numba found no place
     dy, x, gamma = case((40, 3), -1, "C")
     want = compiled(source)["backward"](dy, x, gamma)
-    got = namespace["backward"](dy, x, gamma)
+    got = module.backward(dy, x, gamma)
     assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+
+
+LOAD = """
+import importlib.util, sys
+import numpy as np
+name, path = sys.argv[1], sys.argv[2]
+if name == "import":
+    sys.path.insert(0, path.rsplit("/", 1)[0])
+    import bn_grad as module
+else:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+x = np.arange(12.0).reshape(4, 3) ** 2
+dx = module.backward(np.ones_like(x), x, np.ones(3))[0]
+print(module._CACHED, float(abs(dx).max()) < 1e-12)
+"""
+
+
+def test_a_module_loaded_under_another_name_compiles_instead_of_reading_the_cache(
+        source, tmp_path):
+    """numba's cache names the module a kernel came from and imports that name to read it back.
+    A file imported as ``bn_grad`` caches its kernels; loaded later under another name (by
+    importlib, or as part of a package) it failed with ModuleNotFoundError ("No module named
+    'bn_grad'"). Now it compiles its kernels, and the next plain import reads the cache."""
+    (tmp_path / "module").mkdir()
+    (tmp_path / "elsewhere").mkdir()  # the working folder: bn_grad is not importable from it
+    path = tmp_path / "module" / "bn_grad.py"
+    path.write_text(source)
+
+    def run(name):
+        done = subprocess.run([sys.executable, "-c", LOAD, name, str(path)],
+                              cwd=tmp_path / "elsewhere",
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.split()
+
+    assert run("import") == ["True", "True"]
+    assert list((tmp_path / "module" / "__pycache__").glob("bn_grad.*.nbi"))  # kernels cached
+    assert run("other_name") == ["False", "True"]
+    assert run("import") == ["True", "True"]
 
 
 def test_halves_run_in_turn_once_the_worker_is_shut_down(source):
