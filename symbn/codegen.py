@@ -306,8 +306,7 @@ def generate_module(spec: LayerSpec, backend: str = "numpy") -> str:
 
     The same spec and backend always give the same bytes; the module imports NumPy (and, for
     ``backend="numexpr"`` or ``"numba"``, that library), from the standard library threading
-    and contextvars (numba: threading, os, sys and concurrent.futures), and nothing from
-    symbn.
+    and contextvars (numba: threading, os and concurrent.futures), and nothing from symbn.
 
     Raises
     ------
@@ -323,7 +322,7 @@ def generate_module(spec: LayerSpec, backend: str = "numpy") -> str:
     unbiased = spec.variance == "unbiased" and spec.uses_batch_statistics
     reason = " (unbiased variance divides by m - 1)" if unbiased else ""
     doc = module_docstring(plan, backend)
-    standard = ["concurrent.futures", "os", "sys", "threading"] if backend == "numba" else [
+    standard = ["concurrent.futures", "os", "threading"] if backend == "numba" else [
         "contextvars", "threading"]
     imports = [*(f"import {name}" for name in standard), "",
                *(["import numexpr as ne"] if backend == "numexpr" else []),

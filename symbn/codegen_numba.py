@@ -1,8 +1,9 @@
-"""The numba backend's passes: the sums and the elementwise pass as compiled loops.
+"""The numba backend's passes: the sums, the first guess and the elementwise pass, compiled.
 
 Text copied verbatim into a module :mod:`symbn.codegen` writes with ``backend="numba"``, in
-place of the NumPy backends' block-by-block sums, threads and elementwise pass; everything else
-(the checks, the shift and its correction, the per-channel coefficients) is the same text. The
+place of the NumPy backends' block-by-block sums, threads, first guess at the mean and
+elementwise pass; everything else (the checks, the shift's correction, the per-channel
+coefficients) is the same text. The
 loops read x and dy in their own dtype and compute in float64, so that float32 data needs no
 float64 copies, and each pass reads the data once. numba is an optional dependency.
 """
@@ -18,30 +19,43 @@ _STARTING = threading.Lock()
 
 
 def _jit(**options):
-    """numba.njit(nogil=True, **options), its compiled code kept on disk where that is safe.
+    """numba.njit(nogil=True, **options), its compiled code kept on disk where it can be.
 
-    In a module imported from a file under the file's own name (``bn_grad.py`` as
-    ``bn_grad``), numba keeps each kernel in a cache (``__pycache__`` beside the file, or the
-    user's cache folder), so that a new process reads it instead of compiling it again. numba
-    records the name of the module a kernel came from and imports that name when it reads the
-    kernel back, so the same file loaded under another name (as ``pkg.bn_grad``, or by
-    importlib under a name of its own) failed with ModuleNotFoundError on reading a kernel
-    cached under the first name. Loaded so, or with no file, or with no folder numba can
-    write to, a module compiles its kernels in every process and caches nothing.
+    In a module read from a file, numba keeps each kernel in a cache (``__pycache__`` beside
+    the file, or the user's cache folder), so that a new process reads it instead of compiling
+    it again; where there is no file, or no folder it can write to, it compiles every time.
+    numba records the name of the module a kernel came from, and imports that name to read the
+    kernel back: see :func:`_or_compiled` for a module loaded under another name.
     """
     def decorate(function):
-        if _CACHED:
+        if "__file__" in globals():
             try:
-                return numba.njit(nogil=True, cache=True, **options)(function)
+                cached = numba.njit(nogil=True, cache=True, **options)(function)
             except RuntimeError:  # numba found no place to keep its cache
                 pass
+            else:
+                return _or_compiled(cached, numba.njit(nogil=True, **options)(function))
         return numba.njit(nogil=True, **options)(function)
     return decorate
 
 
-# whether numba may cache the kernels (see _jit): this module is imported under its file's name
-_CACHED = ("__file__" in globals() and getattr(sys.modules.get(__name__), "__dict__", None)
-           is globals() and __name__ == os.path.splitext(os.path.basename(__file__))[0])
+def _or_compiled(cached, compiled):
+    """``cached``, a kernel numba caches, until reading its cache fails; then ``compiled``.
+
+    A kernel cached by a module imported as ``bn_grad`` failed with ModuleNotFoundError ("No
+    module named 'bn_grad'") in a process that loaded the same file under another name
+    (``pkg.bn_grad``, importlib under a name of its own) or ran it by runpy. From the first
+    such failure on, this process compiles the module's kernel instead of reading the cache.
+    """
+    use = [cached]
+
+    def kernel(*args):
+        try:
+            return use[0](*args)
+        except ModuleNotFoundError:  # numba's cache names a module this process cannot import
+            use[0] = compiled
+            return compiled(*args)
+    return kernel
 
 
 def _forget_worker():
@@ -279,10 +293,10 @@ def _pilot(x3):
 
     The mean of about 128 elements per channel, spread over the batch: evenly spaced rows of
     P, and evenly spaced elements of each (16 of them, or more when P is short), summed in
-    float64 by :func:`_pilot_kernel` (so that the sum cannot overflow) and rounded to x's
-    dtype. It costs a small fraction of a pass; its error (σ/11 for independent data) is far
-    below the σ/√3 at which :func:`_centred_sums` sweeps again, and that function corrects it
-    exactly.
+    float64 by :func:`_pilot_kernel` (so that a float32 sample's sum cannot overflow) and
+    rounded to x's dtype. It costs a small fraction of a pass; its error (σ/11 for independent
+    data) is far below the σ/√3 at which :func:`_centred_sums` sweeps again, and that function
+    corrects it exactly.
     """
     n_p, n_c, n_q = x3.shape
     per_row = min(n_q, max(16, 128 // n_p))

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
 import warnings
 
 import numpy as np
@@ -191,60 +190,64 @@ def test_a_forked_child_sweeps_in_halves_too(source):
     pytest.fail("the forked child did not finish in 60 s")
 
 
-def test_without_a_place_for_the_cache_the_module_still_loads(source, monkeypatch):
-    """A module given a __file__ numba cannot cache for (code compiled from a string), imported
-    under that file's name, compiles its kernels every time instead of failing to import."""
-    module = types.ModuleType("symbn_numba_no_cache")
-    module.__file__ = "/nonexistent/symbn_numba_no_cache.py"
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    exec(compile(source, "<string>", "exec"), module.__dict__)
-    assert module._CACHED  # the premise: it tried to cache, and numba found no place
+def test_without_a_place_for_the_cache_the_module_still_loads(source):
+    """A module given a __file__ numba cannot cache for (code compiled from a string) compiles
+    its kernels every time instead of failing to import."""
+    namespace = {"__file__": "/nonexistent/bn.py", "__name__": "symbn_numba_no_cache"}
+    exec(compile(source, "<string>", "exec"), namespace)
     dy, x, gamma = case((40, 3), -1, "C")
     want = compiled(source)["backward"](dy, x, gamma)
-    got = module.backward(dy, x, gamma)
+    got = namespace["backward"](dy, x, gamma)
     assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
 
 
 LOAD = """
-import importlib.util, sys
+import importlib.util, runpy, sys
 import numpy as np
-name, path = sys.argv[1], sys.argv[2]
-if name == "import":
+how, path = sys.argv[1], sys.argv[2]
+if how == "import":
     sys.path.insert(0, path.rsplit("/", 1)[0])
-    import bn_grad as module
+    import bn_grad
+    backward = bn_grad.backward
+elif how == "runpy":
+    backward = runpy.run_path(path, run_name="bn_grad")["backward"]
 else:
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = importlib.util.spec_from_file_location(how, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
+    sys.modules[how] = module
     spec.loader.exec_module(module)
+    backward = module.backward
 x = np.arange(12.0).reshape(4, 3) ** 2
-dx = module.backward(np.ones_like(x), x, np.ones(3))[0]
-print(module._CACHED, float(abs(dx).max()) < 1e-12)
+dx, dgamma, dbeta = backward(np.ones_like(x), x, np.ones(3))
+print(float(abs(dx).max()) < 1e-12 and dbeta.tolist() == [4.0] * 3)
 """
 
 
+@pytest.mark.parametrize("how", ["other_name", "runpy"])
 def test_a_module_loaded_under_another_name_compiles_instead_of_reading_the_cache(
-        source, tmp_path):
+        source, tmp_path, how):
     """numba's cache names the module a kernel came from and imports that name to read it back.
-    A file imported as ``bn_grad`` caches its kernels; loaded later under another name (by
-    importlib, or as part of a package) it failed with ModuleNotFoundError ("No module named
-    'bn_grad'"). Now it compiles its kernels, and the next plain import reads the cache."""
+    A file imported as ``bn_grad`` caches its kernels; loaded later under another name by
+    importlib, or run by runpy (which lets go of the name before the first call), it failed
+    with ModuleNotFoundError ("No module named 'bn_grad'"). Now it compiles its kernels, and
+    the next plain import still reads the cache."""
     (tmp_path / "module").mkdir()
     (tmp_path / "elsewhere").mkdir()  # the working folder: bn_grad is not importable from it
     path = tmp_path / "module" / "bn_grad.py"
     path.write_text(source)
 
-    def run(name):
-        done = subprocess.run([sys.executable, "-c", LOAD, name, str(path)],
-                              cwd=tmp_path / "elsewhere",
-                              capture_output=True, text=True, timeout=300)
+    def run(how):
+        done = subprocess.run([sys.executable, "-c", LOAD, how, str(path)],
+                              cwd=tmp_path / "elsewhere", capture_output=True, text=True,
+                              timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout.split()
 
-    assert run("import") == ["True", "True"]
-    assert list((tmp_path / "module" / "__pycache__").glob("bn_grad.*.nbi"))  # kernels cached
-    assert run("other_name") == ["False", "True"]
-    assert run("import") == ["True", "True"]
+    assert run("import") == ["True"]
+    index = list((tmp_path / "module" / "__pycache__").glob("bn_grad.*.nbi"))
+    assert index  # the kernels were cached
+    assert run(how) == ["True"]
+    assert run("import") == ["True"]
 
 
 def test_halves_run_in_turn_once_the_worker_is_shut_down(source):
@@ -306,3 +309,23 @@ def test_long_runs_are_summed_in_pieces(source, kernel):
         ns[kernel](row, row, np.zeros(1), (0, 1), (0, 1), out, acc)
     assert abs(out[2, 0] - exact) <= 1e-13 * exact
     assert abs(out[1, 0] - exact) <= 1e-13 * exact
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 40), (5, 2, 1), (300, 4, 1), (3, 2, 100), (129, 1, 7)],
+                         ids=str)
+def test_the_first_guess_is_the_mean_of_the_numpy_backends_sample(source, shape):
+    """numba's _pilot takes the NumPy backends' sample (evenly spaced rows of P and elements of
+    Q) and its float64 mean, rounded to x's dtype: a float32 channel near 3e38, whose float32
+    sum overflowed there, gets a finite guess."""
+    ns = compiled(source)
+    rng = np.random.default_rng(31)
+    x3 = (3e38 * (1 - 0.01 * rng.random(shape))).astype(np.float32)
+    x3[:, 0] = rng.standard_normal(x3[:, 0].shape)
+    n_p, _, n_q = shape
+    per_row = min(n_q, max(16, 128 // n_p))
+    sample = x3[:: max(1, n_p // max(1, 128 // per_row)), :, :: max(1, n_q // per_row)]
+    want = sample.astype(np.float64).mean(axis=(0, 2)).astype(np.float32)
+    got = ns["_pilot"](x3)
+    assert got.shape == (1, shape[1], 1) and got.dtype == np.float32
+    np.testing.assert_allclose(got.reshape(-1), want, rtol=1e-6)
+    assert np.isfinite(got).all()
