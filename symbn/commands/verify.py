@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import mpmath
 import numpy as np
 
-from symbn import fd
+from symbn import fd, fd_projections
 from symbn.checker import check_backward
 from symbn.commands.options import add_backend_argument, add_layer_arguments, spec_from_args
 from symbn.reference import Reference
@@ -109,13 +109,13 @@ def finite_difference_rows(spec: LayerSpec, dps: int = 50, *, directional_m: int
     data["gamma"], data["beta"] = rng.uniform(0.5, 2, 4), rng.normal(size=4)
     data["running_mean"], data["running_var"] = rng.normal(size=4), rng.uniform(0.5, 2, 4)
     args, kw = _args(ref, data)
-    projections = fd.directional(ref, *args, dps=dps, directions=3, **kw)  # type: ignore[arg-type]
+    projections = fd_projections.directional(ref, *args, dps=dps, directions=3, **kw)  # type: ignore[arg-type]
     worst = min(p.digits for p in projections)
     rows.append(Row("closed form vs FD, uᵀJv (3 directions)", f"random ({directional_m}, 4)",
                     _digits(worst), worst >= need))
     name, data = _fd_inputs(spec)[0]
     args, kw = _args(ref, data)
-    taylor = fd.taylor_test(ref, *args, dps=dps, **kw)  # type: ignore[arg-type]
+    taylor = fd_projections.taylor_test(ref, *args, dps=dps, **kw)  # type: ignore[arg-type]
     result = "exact (L linear along v)" if taylor.exact else \
         "rates " + ", ".join(f"{r:.3f}" for r in taylor.rates)
     rows.append(Row("Taylor remainder O(h²)", name, result, taylor.passed))
