@@ -34,7 +34,9 @@ out as x is.
 Generated code: regenerate with `symbn codegen` instead of editing.
 """
 
+import concurrent.futures
 import contextvars
+import os
 import threading
 
 import numpy as np
@@ -322,34 +324,49 @@ def _halves(blocks, a3):
     return [blocks[:half], blocks[half:]]
 
 
+_WORKER = []  # the thread that sweeps the parts after the first (see _at_once), made on first use
+_STARTING = threading.Lock()
+
+
+def _forget_worker():
+    """In a child process made by fork: the worker thread was not copied, so start anew."""
+    global _STARTING
+    _WORKER.clear()
+    _STARTING = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_worker)
+
+
 def _at_once(work, parts):
-    """``[work(part) for part in parts]``, the parts after the first each in a thread of its own.
+    """``[work(part) for part in parts]``, the parts after the first in a worker thread.
 
-    NumPy lets go of the interpreter in its loops, so the threads run at once. Each runs in a
-    copy of the caller's context, so that np.errstate holds there too; an error raised in any
-    part is raised here, after all have ended. Each part writes to its own blocks only.
+    NumPy's loops (and the numba backend's kernels) let go of the interpreter, so the first
+    part and the others run at once. The worker is one thread, kept for later calls: starting
+    a thread took 0.2 ms on a 2-core VM (a scratch run), longer than summing 2^18 float32
+    elements. Calls from several threads share it, in turn; a child made by fork starts its
+    own. Each part runs in a copy of the caller's context, so that np.errstate holds there
+    too; an error raised in any part is raised here, after all have ended. While the
+    interpreter shuts down (no new threads or work), the parts run here in turn. Each part
+    writes to its own blocks only.
     """
-    results = [None] * len(parts)
-    errors = []
-
-    def run(k, context):
-        try:
-            results[k] = context.run(work, parts[k])
-        except BaseException as error:  # raised in the caller's thread below
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(k, contextvars.copy_context()))
-               for k in range(1, len(parts))]
-    for thread in threads:
-        thread.start()
+    if len(parts) == 1:
+        return [work(parts[0])]
+    submitted = []
     try:
-        results[0] = work(parts[0])
+        with _STARTING:
+            if not _WORKER:
+                _WORKER.append(concurrent.futures.ThreadPoolExecutor(1, "symbn"))
+        for part in parts[1:]:
+            submitted.append(_WORKER[0].submit(contextvars.copy_context().run, work, part))
+    except RuntimeError:  # shutting down: the worker takes no more work, the rest runs here
+        pass
+    try:
+        here = [work(part) for part in [parts[0], *parts[1 + len(submitted):]]]
     finally:
-        for thread in threads:
-            thread.join()
-    if errors:
-        raise errors[0]
-    return results
+        concurrent.futures.wait(submitted)
+    return [here[0], *(future.result() for future in submitted), *here[1:]]
 
 
 def _sums(x3, shift, blocks, dy3=None, squares=True, keep=None):

@@ -14,8 +14,6 @@ SUMS = '''
 PIECE = 1 << 12  # elements of a row of Q (or PIECE / 4 rows, four at a time) before a flush
 SPLIT = 1 << 20  # elements: an array this large is swept in two halves at once (_halves)
 WIDE = 1 << 6  # elements at least in the rows the Q = 1 kernels run along (see _fold)
-_WORKER = []  # the thread that sweeps second halves (see _at_once), started on first use
-_STARTING = threading.Lock()
 
 
 def _jit(**options):
@@ -56,43 +54,6 @@ def _or_compiled(cached, compiled):
             use[0] = compiled
             return compiled(*args)
     return kernel
-
-
-def _forget_worker():
-    """In a child process made by fork: the worker thread was not copied, so start anew."""
-    global _STARTING
-    _WORKER.clear()
-    _STARTING = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_worker)
-
-
-def _at_once(work, parts):
-    """``[work(part) for part in parts]`` (one or two parts), the second in a worker thread.
-
-    The kernels let go of the interpreter, so the two run at once. The worker is one thread,
-    kept for later calls: starting a thread took 0.2 ms on a 2-core VM (a scratch run), longer
-    than summing 2^18 float32 elements. Calls from several threads share it, in turn; a child
-    made by fork starts its own. An error raised in either part is raised here, after both
-    have ended.
-    While the interpreter shuts down (no new threads or work), both parts run here in turn.
-    """
-    if len(parts) == 1:
-        return [work(parts[0])]
-    try:
-        with _STARTING:
-            if not _WORKER:
-                _WORKER.append(concurrent.futures.ThreadPoolExecutor(1, "symbn-numba"))
-        second = _WORKER[0].submit(work, parts[1])
-    except RuntimeError:  # shutting down: the worker takes no more work
-        return [work(part) for part in parts]
-    try:
-        first = work(parts[0])
-    finally:
-        concurrent.futures.wait([second])
-    return [first, second.result()]
 
 
 def _halves(n, a3):

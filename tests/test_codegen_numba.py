@@ -135,34 +135,6 @@ def test_calls_from_several_threads_share_the_worker(source):
         assert all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
 
 
-def test_an_error_in_the_worker_reaches_the_caller_after_both_halves(source):
-    """_at_once raises either half's error in the caller, once both halves have ended."""
-    ns = compiled(source)
-    done = []
-
-    def work(part):
-        if part == 1:
-            raise ArithmeticError("second half")
-        done.append(part)
-        return part
-
-    with pytest.raises(ArithmeticError, match="second half"):
-        ns["_at_once"](work, [0, 1])
-    assert done == [0]
-
-    def slow_second(part):
-        if part == 0:
-            raise ArithmeticError("first half")
-        time.sleep(0.2)
-        done.append(part)
-
-    with pytest.raises(ArithmeticError, match="first half"):
-        ns["_at_once"](slow_second, [0, 1])
-    assert done == [0, 1]  # the second half had ended when the error was raised
-    assert ns["_at_once"](lambda part: part * 2, [3, 4]) == [6, 8]
-    assert ns["_at_once"](lambda part: part * 2, [5]) == [10]
-
-
 def test_a_forked_child_sweeps_in_halves_too(source):
     """After the parent started its worker thread, a child made by fork (which has no such
     thread) gets the parent's results instead of waiting for ever on the missing worker."""
