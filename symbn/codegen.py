@@ -306,7 +306,7 @@ def generate_module(spec: LayerSpec, backend: str = "numpy") -> str:
 
     The same spec and backend always give the same bytes; the module imports NumPy (and, for
     ``backend="numexpr"`` or ``"numba"``, that library), from the standard library
-    concurrent.futures, contextvars, os and threading, and nothing from symbn.
+    contextvars, os, queue and threading, and nothing from symbn.
 
     Raises
     ------
@@ -322,7 +322,7 @@ def generate_module(spec: LayerSpec, backend: str = "numpy") -> str:
     unbiased = spec.variance == "unbiased" and spec.uses_batch_statistics
     reason = " (unbiased variance divides by m - 1)" if unbiased else ""
     doc = module_docstring(plan, backend)
-    standard = ["concurrent.futures", "contextvars", "os", "threading"]
+    standard = ["contextvars", "os", "queue", "threading"]
     imports = [*(f"import {name}" for name in standard), "",
                *(["import numexpr as ne"] if backend == "numexpr" else []),
                *(["import numba"] if backend == "numba" else []), "import numpy as np"]

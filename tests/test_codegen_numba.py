@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 import pytest
 from test_codegen import compiled
+from test_codegen_threads import without_threads
 
 import symbn
 from symbn import codegen
@@ -222,14 +223,14 @@ def test_a_module_loaded_under_another_name_compiles_instead_of_reading_the_cach
     assert run("import") == ["True"]
 
 
-def test_halves_run_in_turn_once_the_worker_is_shut_down(source):
-    """While the interpreter shuts down the worker takes no more work (as after shutdown()):
-    both halves then run in the caller, with the same results."""
+def test_halves_run_in_turn_without_a_worker_thread(source, monkeypatch):
+    """Where no thread can be started (the interpreter shutting down), both halves run in the
+    caller, with the same results."""
     ns = compiled(source)
     ns["SPLIT"] = 1
     dy, x, gamma = case((64, 8), -1, "C")
     want = ns["backward"](dy, x, gamma)
-    ns["_WORKER"][0].shutdown(wait=True)
+    without_threads(ns, monkeypatch)
     got = ns["backward"](dy, x, gamma)
     assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
 

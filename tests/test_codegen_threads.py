@@ -7,7 +7,6 @@ np.errstate in the worker, a child made by fork, the interpreter shutting down. 
 halves are tested with each backend's passes (test_codegen_blocks, test_codegen_numba).
 """
 
-import concurrent.futures
 import importlib.util
 import os
 import signal
@@ -33,11 +32,14 @@ def ns(request):
 
 
 def test_the_parts_come_back_in_order_the_later_ones_from_the_worker(ns):
-    """One part runs in the caller; the others in the worker thread, in order."""
+    """The caller runs the first part; the worker, kept for later calls, takes the others in
+    turn while it does (here the caller's part is slow, so the worker takes both)."""
     where = {}
 
     def work(part):
         where[part] = threading.current_thread()
+        if part in (1, 7):
+            time.sleep(0.2)
         return part * 2
 
     assert ns["_at_once"](work, [5]) == [10]
@@ -47,6 +49,51 @@ def test_the_parts_come_back_in_order_the_later_ones_from_the_worker(ns):
     worker = where[2]
     ns["_at_once"](work, [7, 8])
     assert where[8] is worker  # kept for later calls, not started anew
+
+
+def test_a_part_the_worker_has_not_taken_runs_in_the_caller(ns):
+    """With the worker busy (another caller's part, blocked here), a call does not wait for
+    it: its own part done, the caller runs the part it offered to the worker."""
+    release, started = threading.Event(), threading.Event()
+
+    def blocked(part):
+        if part == "held":
+            started.set()
+            release.wait(30)
+        return part
+
+    other = threading.Thread(target=ns["_at_once"], args=(blocked, ["first", "held"]))
+    other.start()
+    try:
+        assert started.wait(30)  # the worker is inside the other caller's part
+        where = {}
+
+        def work(part):
+            where[part] = threading.current_thread()
+            return part
+
+        assert ns["_at_once"](work, [1, 2]) == [1, 2]
+        assert where[2] is threading.current_thread()
+    finally:
+        release.set()
+        other.join(30)
+
+
+def test_a_call_from_within_a_part_does_not_wait_on_itself(ns):
+    """A part that calls _at_once again (a __del__ or a signal handler can, in the worker or in
+    the caller) gets its parts done: the worker never waits on a part it would have to run
+    (with one worker taking every part, this hung for ever)."""
+    results = []
+
+    def call():
+        inner = ns["_at_once"]
+        results.append(inner(lambda p: inner(lambda q: q * 10, [p, p + 1]), [0, 10, 20]))
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "_at_once within a part hung"
+    assert results == [[[0, 10], [100, 110], [200, 210]]]
 
 
 def test_threads_keep_the_callers_errstate_and_raise_their_errors_in_it(ns):
@@ -84,15 +131,49 @@ def test_an_error_reaches_the_caller_after_both_halves(ns):
         ns["_at_once"](work, [0, 1])
     assert done == [0]
 
+    taken = threading.Event()
+
     def slow_second(part):
         if part == 0:
+            assert taken.wait(30)  # the worker is running the second half
             raise ArithmeticError("first half")
+        taken.set()
         time.sleep(0.2)
         done.append(part)
 
     with pytest.raises(ArithmeticError, match="first half"):
         ns["_at_once"](slow_second, [0, 1])
     assert done == [0, 1]  # the second half had ended when the error was raised
+
+
+def test_after_an_error_a_part_not_yet_taken_never_runs(ns):
+    """The caller's part fails before the worker (busy) takes the second: that part is dropped,
+    and does not run later on the arrays of a call that has returned."""
+    release, started, ran = threading.Event(), threading.Event(), []
+
+    def blocked(part):
+        if part == "held":
+            started.set()
+            release.wait(30)
+        return part
+
+    other = threading.Thread(target=ns["_at_once"], args=(blocked, ["first", "held"]))
+    other.start()
+    try:
+        assert started.wait(30)
+
+        def fail_first(part):
+            if part == 0:
+                raise ArithmeticError("first half")
+            ran.append(part)
+
+        with pytest.raises(ArithmeticError, match="first half"):
+            ns["_at_once"](fail_first, [0, 1])
+    finally:
+        release.set()
+        other.join(30)
+    assert ns["_at_once"](lambda part: part, [2, 3]) == [2, 3]  # the worker is past it
+    assert ran == []
 
 
 def test_a_forked_child_has_a_worker_of_its_own(ns):
@@ -117,32 +198,33 @@ def test_a_forked_child_has_a_worker_of_its_own(ns):
     pytest.fail("the forked child did not finish in 60 s")
 
 
-class _Refusing:
-    """A worker that takes ``accept`` parts, then refuses work as an executor does at shutdown."""
+class _NoThreads:
+    """threading as a generated module sees it, where no new thread can be started."""
 
-    def __init__(self, accept):
-        self.accept, self.pool = accept, concurrent.futures.ThreadPoolExecutor(1)
+    Lock, Event = threading.Lock, threading.Event
 
-    def submit(self, *args):
-        if not self.accept:
-            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
-        self.accept -= 1
-        return self.pool.submit(*args)
+    class Thread(threading.Thread):
+        def start(self):
+            raise RuntimeError("can't create new thread at interpreter shutdown")
 
 
-@pytest.mark.parametrize("accept", [0, 1])
-def test_parts_run_in_turn_once_the_worker_is_shut_down(ns, monkeypatch, accept):
-    """While the interpreter shuts down the worker takes no more work: the parts it refused
-    run in the caller, in order, those it took (before it refused) in the worker."""
-    worker = _Refusing(accept)
-    monkeypatch.setitem(ns, "_WORKER", [worker])
-    where = {}
+def without_threads(ns, monkeypatch):
+    """Make ``ns`` a module with no worker thread that cannot start one."""
+    monkeypatch.setitem(ns, "_WORKER", [])
+    monkeypatch.setitem(ns, "threading", _NoThreads)
+
+
+def test_without_a_thread_the_parts_run_in_the_caller_once_each(ns, monkeypatch):
+    """Where no thread can be started (the interpreter shutting down, a limit on threads), the
+    parts run in the caller, in order, once each; nothing is left queued to run later on the
+    arrays of a call that has returned (a part queued before the start failed once did)."""
+    without_threads(ns, monkeypatch)
+    where = []
 
     def work(part):
-        where[part] = threading.current_thread()
+        where.append((part, threading.current_thread()))
         return -part
 
     assert ns["_at_once"](work, [1, 2, 3]) == [-1, -2, -3]
-    here = [part for part, thread in where.items() if thread is threading.current_thread()]
-    assert sorted(here) == [1, *range(2 + accept, 4)]
-    worker.pool.shutdown()
+    assert where == [(part, threading.current_thread()) for part in (1, 2, 3)]
+    assert ns["_WORKER"] == []
