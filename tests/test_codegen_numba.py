@@ -7,18 +7,15 @@ reference, and the worker thread is checked on its own.
 """
 
 import math
-import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 import warnings
 
 import numpy as np
 import pytest
 from test_codegen import compiled
-from test_codegen_threads import without_threads
+from test_codegen_threads import in_a_child, without_threads
 
 import symbn
 from symbn import codegen
@@ -143,24 +140,8 @@ def test_a_forked_child_sweeps_in_halves_too(source):
     ns["SPLIT"] = 1
     dy, x, gamma = case((64, 8), -1, "C")
     want = ns["backward"](dy, x, gamma)
-    pid = os.fork()
-    if pid == 0:  # the child: no pytest here, only an exit status
-        try:
-            got = ns["backward"](dy, x, gamma)
-            same = all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
-            os._exit(0 if same else 1)
-        except BaseException:
-            os._exit(2)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            assert os.waitstatus_to_exitcode(status) == 0
-            return
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    pytest.fail("the forked child did not finish in 60 s")
+    in_a_child(lambda: all(np.array_equal(a, b) for a, b in
+                           zip(ns["backward"](dy, x, gamma), want, strict=True)))
 
 
 def test_without_a_place_for_the_cache_the_module_still_loads(source):

@@ -7,6 +7,7 @@ np.errstate in the worker, a child made by fork, the interpreter shutting down. 
 halves are tested with each backend's passes (test_codegen_blocks, test_codegen_numba).
 """
 
+import contextlib
 import importlib.util
 import os
 import signal
@@ -51,9 +52,9 @@ def test_the_parts_come_back_in_order_the_later_ones_from_the_worker(ns):
     assert where[8] is worker  # kept for later calls, not started anew
 
 
-def test_a_part_the_worker_has_not_taken_runs_in_the_caller(ns):
-    """With the worker busy (another caller's part, blocked here), a call does not wait for
-    it: its own part done, the caller runs the part it offered to the worker."""
+@contextlib.contextmanager
+def busy_worker(ns):
+    """The worker held inside another caller's part (in a thread of its own) until the end."""
     release, started = threading.Event(), threading.Event()
 
     def blocked(part):
@@ -66,17 +67,44 @@ def test_a_part_the_worker_has_not_taken_runs_in_the_caller(ns):
     other.start()
     try:
         assert started.wait(30)  # the worker is inside the other caller's part
-        where = {}
-
-        def work(part):
-            where[part] = threading.current_thread()
-            return part
-
-        assert ns["_at_once"](work, [1, 2]) == [1, 2]
-        assert where[2] is threading.current_thread()
+        yield
     finally:
         release.set()
         other.join(30)
+
+
+def in_a_child(check):
+    """Run ``check()`` in a child made by fork; fail unless it returns True within 60 s."""
+    pid = os.fork()
+    if pid == 0:  # the child: no pytest here, only an exit status
+        try:
+            os._exit(0 if check() else 1)
+        except BaseException:
+            os._exit(2)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child did not finish in 60 s")
+
+
+def test_a_part_the_worker_has_not_taken_runs_in_the_caller(ns):
+    """With the worker busy (another caller's part, blocked here), a call does not wait for
+    it: its own part done, the caller runs the part it offered to the worker."""
+    where = {}
+
+    def work(part):
+        where[part] = threading.current_thread()
+        return part
+
+    with busy_worker(ns):
+        assert ns["_at_once"](work, [1, 2]) == [1, 2]
+    assert where[2] is threading.current_thread()
 
 
 def test_a_call_from_within_a_part_does_not_wait_on_itself(ns):
@@ -149,29 +177,15 @@ def test_an_error_reaches_the_caller_after_both_halves(ns):
 def test_after_an_error_a_part_not_yet_taken_never_runs(ns):
     """The caller's part fails before the worker (busy) takes the second: that part is dropped,
     and does not run later on the arrays of a call that has returned."""
-    release, started, ran = threading.Event(), threading.Event(), []
+    ran = []
 
-    def blocked(part):
-        if part == "held":
-            started.set()
-            release.wait(30)
-        return part
+    def fail_first(part):
+        if part == 0:
+            raise ArithmeticError("first half")
+        ran.append(part)
 
-    other = threading.Thread(target=ns["_at_once"], args=(blocked, ["first", "held"]))
-    other.start()
-    try:
-        assert started.wait(30)
-
-        def fail_first(part):
-            if part == 0:
-                raise ArithmeticError("first half")
-            ran.append(part)
-
-        with pytest.raises(ArithmeticError, match="first half"):
-            ns["_at_once"](fail_first, [0, 1])
-    finally:
-        release.set()
-        other.join(30)
+    with busy_worker(ns), pytest.raises(ArithmeticError, match="first half"):
+        ns["_at_once"](fail_first, [0, 1])
     assert ns["_at_once"](lambda part: part, [2, 3]) == [2, 3]  # the worker is past it
     assert ran == []
 
@@ -180,22 +194,7 @@ def test_a_forked_child_has_a_worker_of_its_own(ns):
     """After the parent started its worker, a child made by fork (which has no such thread)
     gets its parts done instead of waiting for ever on the missing worker."""
     assert ns["_at_once"](lambda part: part + 1, [1, 2]) == [2, 3]  # the worker runs
-    pid = os.fork()
-    if pid == 0:  # the child: no pytest here, only an exit status
-        try:
-            os._exit(0 if ns["_at_once"](lambda part: part + 1, [1, 2]) == [2, 3] else 1)
-        except BaseException:
-            os._exit(2)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            assert os.waitstatus_to_exitcode(status) == 0
-            return
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    pytest.fail("the forked child did not finish in 60 s")
+    in_a_child(lambda: ns["_at_once"](lambda part: part + 1, [1, 2]) == [2, 3])
 
 
 class _NoThreads:
