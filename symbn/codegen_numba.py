@@ -3,9 +3,9 @@
 Text copied verbatim into a module :mod:`symbn.codegen` writes with ``backend="numba"``, in
 place of the NumPy backends' block-by-block sums, first guess at the mean and elementwise
 pass; everything else (the checks, the worker thread, the shift's correction, the per-channel
-coefficients) is the same text. The
-loops read x and dy in their own dtype and compute in float64, so that float32 data needs no
-float64 copies, and each pass reads the data once. numba is an optional dependency.
+coefficients) is the same text. The loops read x and dy in their own dtype and compute in
+float64, so that float32 data needs no float64 copies, and each pass reads the data once.
+numba is an optional dependency.
 """
 
 from __future__ import annotations
