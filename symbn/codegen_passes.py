@@ -3,8 +3,9 @@
 Text copied verbatim into the module :mod:`symbn.codegen` writes, after the helpers of
 :mod:`symbn.codegen_templates`: the per-block sums, the first guess at the mean and its
 correction, the shift of evaluation mode. :func:`passes_source` puts them together with the
-per-channel coefficients' helpers (:mod:`symbn.codegen_coefficients`) and the elementwise pass
-(:mod:`symbn.codegen_combine`), or the numba backend's passes (:mod:`symbn.codegen_numba`).
+worker thread (:mod:`symbn.codegen_threads`), the per-channel coefficients' helpers
+(:mod:`symbn.codegen_coefficients`) and the elementwise pass (:mod:`symbn.codegen_combine`),
+or the numba backend's passes (:mod:`symbn.codegen_numba`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from symbn import codegen_numba as numba
 from symbn.codegen_coefficients import COEFFICIENTS, NARROW, PRODUCT
 from symbn.codegen_combine import COMBINE
+from symbn.codegen_threads import AT_ONCE
 
 # The dtypes' limits the sweeps and coefficients check against (TINY: _split's only).
 TINY = '''
@@ -125,122 +127,6 @@ def _halves(blocks, a3):
         return [blocks]
     half = (len(blocks) + 1) // 2
     return [blocks[:half], blocks[half:]]
-'''
-
-# Parts of a sweep in threads at once (every backend).
-AT_ONCE = '''
-
-_WORKER = []  # the queue of the thread that takes parts of _at_once calls, made on first use
-_ACTIVE = [None]  # the part that thread is running, if any
-_STARTING = threading.Lock()
-
-
-def _forget_worker():
-    """In a child process made by fork: the worker thread was not copied, so start anew."""
-    global _STARTING
-    _WORKER.clear()
-    _ACTIVE[0] = None
-    _STARTING = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_worker)
-
-
-def _at_once(work, parts):
-    """``[work(part) for part in parts]``, the parts after the first offered to a worker thread.
-
-    NumPy's loops (and the numba backend's kernels) let go of the interpreter, so the caller's
-    part and the worker's run at once. The worker is one thread, kept for later calls: starting
-    a thread took 0.2 ms on a 2-core VM (a scratch run), longer than summing 2^18 float32
-    elements. It takes the parts offered to it in turn; the caller, its own part done, waits
-    for them, but runs one itself where the worker has not taken it within a millisecond
-    (busy with another caller's part, or with the part this call was made from): no call
-    waits on a busy worker or on itself. A part runs once, by whichever thread claims it. Each
-    part runs in a copy of the caller's context, so that np.errstate holds in the worker too;
-    an error raised in any part is raised here, after every part has ended (or, after an error
-    in the caller's part, been dropped if the worker had not taken it). Each part writes to its
-    own blocks only.
-    """
-    if len(parts) == 1:
-        return [work(parts[0])]
-    offered = [_Part(work, part) for part in parts[1:]]
-    _offer(offered)
-    try:
-        first = work(parts[0])
-    except BaseException:
-        for part in offered:
-            part.drop()  # the worker will not run it on the arrays of a call that has ended
-            part.done.wait()
-        raise
-    for part in offered:
-        while not part.done.wait(0.001):
-            if _ACTIVE[0] is not part:  # not taken, and the worker is busy or gone: run it
-                part.run()
-    return [first, *(part.result() for part in offered)]
-
-
-class _Part:
-    """A part of an :func:`_at_once` call, run by the first thread that claims it."""
-
-    def __init__(self, work, part):
-        self.work, self.part, self.context = work, part, contextvars.copy_context()
-        self.claim, self.done = threading.Lock(), threading.Event()
-        self.value = self.error = None
-
-    def run(self):
-        """Run the part here, unless another thread has claimed it."""
-        if self.claim.acquire(blocking=False):
-            try:
-                self.value = self.context.run(self.work, self.part)
-            except BaseException as error:  # raised in the caller, by result()
-                self.error = error
-            finally:
-                self.work = self.part = self.context = None  # the queue may hold it a while
-                self.done.set()
-
-    def drop(self):
-        """Claim the part without running it (it will not run), if no thread has."""
-        if self.claim.acquire(blocking=False):
-            self.work = self.part = self.context = None
-            self.done.set()
-
-    def result(self):
-        if self.error is not None:
-            raise self.error
-        return self.value
-
-
-def _offer(parts):
-    """Queue ``parts`` for the worker thread, started first if there is none.
-
-    Where no thread can be started (a limit on threads, or the interpreter shutting down), or
-    another thread is starting it, nothing is queued: the caller runs the parts itself.
-    """
-    if not _WORKER:
-        if not _STARTING.acquire(blocking=False):
-            return
-        try:
-            if not _WORKER:
-                queued = queue.SimpleQueue()
-                threading.Thread(target=_serve, args=(queued,), name="symbn",
-                                 daemon=True).start()
-                _WORKER.append(queued)
-        except RuntimeError:  # no new thread
-            return
-        finally:
-            _STARTING.release()
-    for part in parts:
-        _WORKER[0].put(part)
-
-
-def _serve(queued):
-    """The worker thread: run the parts queued for it that no caller has claimed yet."""
-    while True:
-        part = queued.get()
-        _ACTIVE[0] = part
-        part.run()
-        _ACTIVE[0] = None
 '''
 
 # The NumPy backends' sums, block by block (numba has its own: codegen_numba.SUMS).
