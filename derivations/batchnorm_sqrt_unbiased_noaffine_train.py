@@ -354,7 +354,7 @@ def _at_once(work, parts):
     if len(parts) == 1:
         return [work(parts[0])]
     offered = [_Part(work, part) for part in parts[1:]]
-    _offer(offered)
+    queued = _offer(offered)
     try:
         first = work(parts[0])
     except BaseException:
@@ -363,6 +363,8 @@ def _at_once(work, parts):
             part.done.wait()
         raise
     for part in offered:
+        if not queued:  # no worker: run it now rather than wait for one
+            part.run()
         while not part.done.wait(0.001):
             if _ACTIVE[0] is not part:  # not taken, and the worker is busy or gone: run it
                 part.run()
@@ -401,14 +403,14 @@ class _Part:
 
 
 def _offer(parts):
-    """Queue ``parts`` for the worker thread, started first if there is none.
+    """Queue ``parts`` for the worker thread, started first if there is none; whether queued.
 
     Where no thread can be started (a limit on threads, or the interpreter shutting down), or
     another thread is starting it, nothing is queued: the caller runs the parts itself.
     """
     if not _WORKER:
         if not _STARTING.acquire(blocking=False):
-            return
+            return False
         try:
             if not _WORKER:
                 queued = queue.SimpleQueue()
@@ -416,11 +418,12 @@ def _offer(parts):
                                  daemon=True).start()
                 _WORKER.append(queued)
         except RuntimeError:  # no new thread
-            return
+            return False
         finally:
             _STARTING.release()
     for part in parts:
         _WORKER[0].put(part)
+    return True
 
 
 def _serve(queued):
