@@ -493,19 +493,26 @@ def _part_sums(x3, shift, blocks, dy3, squares, keep):
     return totals
 
 
-def _pilot(x3):
-    """A first guess at each channel's mean, in x's dtype, for the shift.
+def _sample_steps(x3):
+    """``(step_p, step_q)``: the first guess at the mean samples x3[::step_p, :, ::step_q].
 
-    The mean of about 128 elements per channel, spread over the batch: evenly spaced rows of
-    P, and evenly spaced elements of each (16 of them, or more when P is short), summed in x's
-    dtype. It costs a small fraction of a pass; its error (σ/11 for independent data) is far
-    below the σ/√3 at which :func:`_centred_sums` sweeps again, and that function corrects it
-    exactly (and takes the mean itself where a float32 sum of the sample overflowed).
+    About 128 elements per channel, spread over the batch: evenly spaced rows of P, and evenly
+    spaced elements of each (16 of them, or more when P is short).
     """
     n_p, _, n_q = x3.shape
     per_row = min(n_q, max(16, 128 // n_p))
-    step_q = max(1, n_q // per_row)
-    step_p = max(1, n_p // max(1, 128 // per_row))
+    return max(1, n_p // max(1, 128 // per_row)), max(1, n_q // per_row)
+
+
+def _pilot(x3):
+    """A first guess at each channel's mean, in x's dtype, for the shift.
+
+    The mean of the sample of :func:`_sample_steps`, summed in x's dtype. It costs a small
+    fraction of a pass; its error (σ/11 for independent data) is far below the σ/√3 at which
+    :func:`_centred_sums` sweeps again, and that function corrects it exactly (and takes the
+    mean itself where a float32 sum of the sample overflowed).
+    """
+    step_p, step_q = _sample_steps(x3)
     sample = x3[::step_p, :, ::step_q]
     with np.errstate(over="ignore"):  # down P, then along Q (see _block_sum)
         total = np.add.reduce(sample, axis=0) @ np.ones(sample.shape[2], x3.dtype)

@@ -252,17 +252,14 @@ PILOT = '''
 def _pilot(x3):
     """A first guess at each channel's mean, in x's dtype, for the shift.
 
-    The mean of about 128 elements per channel, spread over the batch: evenly spaced rows of
-    P, and evenly spaced elements of each (16 of them, or more when P is short), summed in
-    float64 by :func:`_pilot_kernel` (so that a float32 sample's sum cannot overflow) and
-    rounded to x's dtype. It costs a small fraction of a pass; its error (σ/11 for independent
-    data) is far below the σ/√3 at which :func:`_centred_sums` sweeps again, and that function
-    corrects it exactly.
+    The mean of the sample of :func:`_sample_steps`, summed in float64 by
+    :func:`_pilot_kernel` (so that a float32 sample's sum cannot overflow) and rounded to x's
+    dtype. It costs a small fraction of a pass; its error (σ/11 for independent data) is far
+    below the σ/√3 at which :func:`_centred_sums` sweeps again, and that function corrects it
+    exactly.
     """
     n_p, n_c, n_q = x3.shape
-    per_row = min(n_q, max(16, 128 // n_p))
-    step_q = max(1, n_q // per_row)
-    step_p = max(1, n_p // max(1, 128 // per_row))
+    step_p, step_q = _sample_steps(x3)
     total = np.zeros(n_c)
     _pilot_kernel(x3, step_p, step_q, total)
     count = -(-n_p // step_p) * -(-n_q // step_q)

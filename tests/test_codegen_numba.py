@@ -268,16 +268,15 @@ def test_long_runs_are_summed_in_pieces(source, kernel):
 @pytest.mark.parametrize("shape", [(1, 3, 40), (5, 2, 1), (300, 4, 1), (3, 2, 100), (129, 1, 7)],
                          ids=str)
 def test_the_first_guess_is_the_mean_of_the_numpy_backends_sample(source, shape):
-    """numba's _pilot takes the NumPy backends' sample (evenly spaced rows of P and elements of
-    Q) and its float64 mean, rounded to x's dtype: a float32 channel near 3e38, whose float32
-    sum overflowed there, gets a finite guess."""
+    """numba's _pilot is the float64 mean of the sample _sample_steps gives (the NumPy
+    backends' too), rounded to x's dtype: a float32 channel near 3e38, whose float32 sum
+    overflowed there, gets a finite guess."""
     ns = compiled(source)
     rng = np.random.default_rng(31)
     x3 = (3e38 * (1 - 0.01 * rng.random(shape))).astype(np.float32)
     x3[:, 0] = rng.standard_normal(x3[:, 0].shape)
-    n_p, _, n_q = shape
-    per_row = min(n_q, max(16, 128 // n_p))
-    sample = x3[:: max(1, n_p // max(1, 128 // per_row)), :, :: max(1, n_q // per_row)]
+    step_p, step_q = ns["_sample_steps"](x3)
+    sample = x3[::step_p, :, ::step_q]
     want = sample.astype(np.float64).mean(axis=(0, 2)).astype(np.float32)
     got = ns["_pilot"](x3)
     assert got.shape == (1, shape[1], 1) and got.dtype == np.float32
