@@ -536,13 +536,13 @@ def _centred_sums(x3, shift, blocks, dy3=None, keep=None, first=0):
     m = x3.shape[0] * x3.shape[2]
     delta = sum_xs / m
     lost = ~np.isfinite(sum_xs_xs)
-    far = lost | (delta * delta > 0.25 * sum_xs_xs / m)  # |δ| > σ/√3
+    with np.errstate(over="ignore"):  # δ² beyond float64's range: far, as it is
+        far = lost | (delta * delta > 0.25 * sum_xs_xs / m)  # |δ| > σ/√3
     if far.any():
         with np.errstate(invalid="ignore"):  # an infinite guess: replaced by the mean below
             centre = shift + delta
         if lost.any():
-            mean = np.sum(x3, axis=(0, 2), keepdims=True, dtype=np.float64) / m
-            centre = np.where(lost, mean, centre)
+            centre = np.where(lost, _mean(x3), centre)
         moved = np.where(far, centre, shift).astype(shift.dtype)
         with np.errstate(over="ignore"):  # still beyond float32: the ValueError below says so
             again = _sums(x3, moved, blocks, dy3, keep=keep)
@@ -554,6 +554,38 @@ def _centred_sums(x3, shift, blocks, dy3=None, keep=None, first=0):
             f"x's channel {first + int(wide[0])} spreads too far from its mean for {x3.dtype}: "
             f"expected |x - mean| below about {SPREAD[x3.dtype]:.1e}; scale the data down")
     return shift, sums
+
+
+def _mean(x3):
+    """Each channel's mean, in float64, from passes of its own (inf or NaN where x holds them).
+
+    A first mean, then the mean of x less it added, as :func:`_centred_sums` corrects a guess
+    (where x less it overflows, the first mean stays): a sum of equal values rounds, and a
+    constant channel's mean must be exact, or its x − mean is not 0 (near 1.5e308, an error of
+    an ulp squares to inf).
+    """
+    first = _scaled_mean(x3, 0.0)
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond the range: the first stays
+        again = first + _scaled_mean(x3, first)
+    return np.where(np.isfinite(again), again, first)
+
+
+def _scaled_mean(x3, centre):
+    """Each channel's mean of x3 − centre, in float64, summed so that it cannot overflow.
+
+    The sum is of x3 − centre scaled by a power of two of at most 1/(2m), exact but for values
+    near the bottom of the range (a shift needs no more): a float64 channel of 1.5e308s,
+    summed as it is, was inf. Rows of P go a few at a time, so that the scaled copy stays
+    small.
+    """
+    n_p, n_c, n_q = x3.shape
+    scale = 2.0 ** -(int(n_p * n_q).bit_length() + 1)
+    total = np.zeros((1, n_c, 1))
+    step = max(1, (1 << 16) // (n_c * n_q))
+    for p in range(0, n_p, step):
+        scaled = (x3[p:p + step] - centre) * scale
+        total += np.sum(scaled, axis=(0, 2), keepdims=True, dtype=np.float64)
+    return total / (n_p * n_q) / scale
 
 
 def _running_shift(x3, running_mean, blocks, first=0):

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import tracemalloc
 import warnings
 from pathlib import Path
@@ -76,6 +77,22 @@ def compiled(source):
     sys.modules[name] = module  # numba's cache refers to the kernels by module and name
     spec.loader.exec_module(module)
     return module.__dict__
+
+
+class _NoThreads:
+    """threading as a generated module sees it, where no new thread can be started."""
+
+    Lock, Event = threading.Lock, threading.Event
+
+    class Thread(threading.Thread):
+        def start(self):
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+
+
+def without_threads(ns, monkeypatch):
+    """Make ``ns`` a module with no worker thread that cannot start one."""
+    monkeypatch.setitem(ns, "_WORKER", [])
+    monkeypatch.setitem(ns, "threading", _NoThreads)
 
 
 def inputs(spec, shape, axis, dtype=np.float64, seed=0):
@@ -614,10 +631,13 @@ def test_every_memory_layout_gives_the_same_results_laid_out_like_x(spec, genera
                 assert np.argsort(out.strides).tolist() == np.argsort(x_l.strides).tolist(), name
 
 
-def test_channels_last_and_fortran_inputs_are_not_copied(generated, backend):
+def test_channels_last_and_fortran_inputs_are_not_copied(generated, backend, monkeypatch):
     """NCHW stored channels-last or in Fortran order peaks as C order does (2 inputs more when
-    x and dy were copied to C order first)."""
+    x and dy were copied to C order first). The halves of a large array run one after the
+    other here: whether the worker runs one at once (and two halves' scratch space is alive
+    together) depends on timing, and a C order call peaked at 1.64 inputs, Fortran at 2.26."""
     ns = compiled(generated(symbn.LayerSpec(), backend))
+    without_threads(ns, monkeypatch)
     rng = np.random.default_rng(15)
     x = np.moveaxis(rng.standard_normal((8, 16, 16, 32)), -1, 1)  # channels-last, axis=1
     dy = np.moveaxis(rng.standard_normal((8, 16, 16, 32)), -1, 1)
@@ -785,6 +805,35 @@ def test_inf_in_x_gives_nan_in_its_channel_only(row, generated, backend):
     assert np.isnan(dx[:, 0]).all() and np.isnan(dgamma[0]) and np.isnan(y[:, 0]).all()
     ref = reference(spec, dy[:, 1:], x[:, 1:], np.ones(1))
     assert max(relative_errors(spec, (dx[:, 1:], dgamma[1:], dbeta[1:]), ref).values()) <= 1e-12
+
+
+def test_float64_channels_near_its_largest_value(generated, backend):
+    """float64 x near 1.5e308, where a plain sum of x overflows: constant channels' outputs
+    are exact (they were NaN), a channel that spreads over 1e306 is the spread ValueError
+    (both were NaN with warnings), and the other channels are as for x shifted to 0."""
+    spec = symbn.LayerSpec()
+    ns = compiled(generated(spec, backend))
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal((64, 3))
+    dy, gamma, beta = rng.standard_normal((64, 3)), np.array([0.5, 2.0, 1.0]), np.ones(3)
+    x[:, 0] = 1.5e308
+    x[:, 2] = -1.7e308
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow on the way: every step stays finite
+        dx, dgamma, dbeta = ns["backward"](dy, x, gamma)
+        y = ns["forward"](x, gamma, beta)
+    centred = x.copy()
+    centred[:, [0, 2]] = 0.0  # batch norm does not see a channel's mean
+    ref = reference(spec, dy, centred, gamma)
+    assert max(relative_errors(spec, (dx, dgamma, dbeta), ref).values()) <= 1e-12
+    np.testing.assert_array_equal(y[:, [0, 2]], 1.0)  # beta: x̂ is 0
+    for top in ([1.5e308, 1.4e308], [1.7e308, 1.0e308, 1.2e308]):
+        spread = np.repeat(np.array(top)[:, None], 2, axis=1)
+        spread[:, 0] = 1.0
+        with pytest.raises(ValueError, match="x's channel 1 spreads too far"):
+            ns["backward"](np.ones_like(spread), spread, np.ones(2))
+        with pytest.raises(ValueError, match="x's channel 1 spreads too far"):
+            ns["forward"](spread, np.ones(2), np.ones(2))
 
 
 def test_float32_halves_near_plus_and_minus_2e38_stay_accurate(generated, backend):

@@ -14,8 +14,8 @@ import warnings
 
 import numpy as np
 import pytest
-from test_codegen import compiled
-from test_codegen_threads import in_a_child, without_threads
+from test_codegen import compiled, without_threads
+from test_codegen_threads import in_a_child
 
 import symbn
 from symbn import codegen

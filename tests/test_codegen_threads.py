@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 import pytest
-from test_codegen import compiled
+from test_codegen import compiled, without_threads
 
 import symbn
 from symbn import codegen
@@ -195,22 +195,6 @@ def test_a_forked_child_has_a_worker_of_its_own(ns):
     gets its parts done instead of waiting for ever on the missing worker."""
     assert ns["_at_once"](lambda part: part + 1, [1, 2]) == [2, 3]  # the worker runs
     in_a_child(lambda: ns["_at_once"](lambda part: part + 1, [1, 2]) == [2, 3])
-
-
-class _NoThreads:
-    """threading as a generated module sees it, where no new thread can be started."""
-
-    Lock, Event = threading.Lock, threading.Event
-
-    class Thread(threading.Thread):
-        def start(self):
-            raise RuntimeError("can't create new thread at interpreter shutdown")
-
-
-def without_threads(ns, monkeypatch):
-    """Make ``ns`` a module with no worker thread that cannot start one."""
-    monkeypatch.setitem(ns, "_WORKER", [])
-    monkeypatch.setitem(ns, "threading", _NoThreads)
 
 
 def test_without_a_thread_the_parts_run_in_the_caller_once_each(ns, monkeypatch):
