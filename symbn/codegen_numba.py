@@ -254,8 +254,8 @@ def _pilot(x3):
 
     The mean of the sample of :func:`_sample_steps`, summed in float64 by
     :func:`_pilot_kernel` (so that a float32 sample's sum cannot overflow) and rounded to x's
-    dtype. It costs a small fraction of a pass; its error (σ/11 for independent data) is far
-    below the σ/√3 at which :func:`_centred_sums` sweeps again, and that function corrects it
+    dtype. It costs a small fraction of a pass; its error (see PER_CHANNEL) is far below the
+    |δ| at which :func:`_centred_sums` sweeps again (see FAR), and that function corrects it
     exactly.
     """
     n_p, n_c, n_q = x3.shape

@@ -788,23 +788,73 @@ def test_constant_float64_channels_whose_mean_rounds_are_exact(spec, value, m, g
     assert max(relative_errors(spec, got, ref).values()) <= 1e-12
 
 
-@pytest.mark.parametrize("row", [32, 17], ids=["sampled", "unsampled"])
-def test_inf_in_x_gives_nan_in_its_channel_only(row, generated, backend):
+@pytest.mark.parametrize("sampled", [True, False], ids=["sampled", "unsampled"])
+def test_inf_in_x_gives_nan_in_its_channel_only(sampled, generated, backend):
     """An inf in x, in an element the first guess at the mean reads or not, makes that
     channel's outputs NaN and leaves the other channel exact (it once raised a ValueError)."""
     spec = symbn.LayerSpec()
     ns = compiled(generated(spec, backend))
     rng = np.random.default_rng(23)
     x, dy = rng.standard_normal((4096, 2)), rng.standard_normal((4096, 2))
+    step = ns["_sample_steps"](x.reshape(4096, 2, 1))[0]
+    row = step if sampled else step // 2 + 1
     x[row, 0] = np.inf
-    sampled = np.isinf(ns["_pilot"](x.reshape(4096, 2, 1))[0, 0, 0])
-    assert sampled == (row == 32)  # the premise: the first guess reads row 32, not row 17
+    # the premise: the first guess reads the row (step 256) or not (row 129)
+    assert np.isinf(ns["_pilot"](x.reshape(4096, 2, 1))[0, 0, 0]) == sampled
     with np.errstate(invalid="ignore", over="ignore"):
         dx, dgamma, dbeta = ns["backward"](dy, x, np.ones(2))
         y = ns["forward"](x, np.ones(2), np.zeros(2))
     assert np.isnan(dx[:, 0]).all() and np.isnan(dgamma[0]) and np.isnan(y[:, 0]).all()
     ref = reference(spec, dy[:, 1:], x[:, 1:], np.ones(1))
     assert max(relative_errors(spec, (dx[:, 1:], dgamma[1:], dbeta[1:]), ref).values()) <= 1e-12
+
+
+def counted_sweeps(ns, monkeypatch):
+    """A list that gets an item for every sweep ``ns``'s backward makes for its sums."""
+    sweeps, sums = [], ns["_sums"]
+    monkeypatch.setitem(ns, "_sums", lambda *args, **kw: sweeps.append(1) or sums(*args, **kw))
+    return sweeps
+
+
+@pytest.mark.parametrize(("shape", "axis"), [((256, 1024), -1), ((64, 8, 28, 28), 1),
+                                             ((2, 3, 4096), 1), ((20000, 3), -1)], ids=str)
+def test_independent_data_is_swept_once(generated, backend, shape, axis, monkeypatch):
+    """The first guess is good enough that independent values, at a mean of 1e4 times their
+    spread, need no second sweep in any channel (the sample's error against FAR's limit)."""
+    ns = compiled(generated(symbn.LayerSpec(), backend))
+    sweeps = counted_sweeps(ns, monkeypatch)
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        x = 1e4 + rng.standard_normal(shape)
+        ns["backward"](rng.standard_normal(shape), x, np.ones(shape[axis]), axis=axis)
+        assert len(sweeps) == 1, (seed, len(sweeps))
+        sweeps.clear()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_guess_just_inside_the_limit_is_accurate(generated, backend, dtype, monkeypatch):
+    """A first guess off by 0.95 of the |δ| that FAR allows (4σ), in either direction, is
+    used as it is (one sweep), and dx, dγ, dβ stay within 1e-12 of the reference in float64
+    (1e-6 in float32), relative to their scales; off by 1.05 of it, the channel is swept
+    again."""
+    spec = symbn.LayerSpec()
+    ns = compiled(generated(spec, backend))
+    sweeps = counted_sweeps(ns, monkeypatch)
+    rng = np.random.default_rng(41)
+    x = (3.0 + 2.0 * rng.standard_normal((64, 4))).astype(dtype)
+    dy, gamma = rng.standard_normal((64, 4)).astype(dtype), np.ones(4, dtype)
+    x64 = x.astype(np.float64)
+    limit = np.sqrt(ns["FAR"] / (1 - ns["FAR"])) * x64.std(axis=0)
+    guess = x64.mean(axis=0) + 0.95 * limit * np.array([1, -1, 1, -1])
+    monkeypatch.setitem(ns, "_pilot", lambda x3: guess.astype(dtype).reshape(1, -1, 1))
+    got = ns["backward"](dy, x, gamma)
+    assert len(sweeps) == 1
+    ref = reference(spec, dy.astype(np.float64), x64, gamma.astype(np.float64))
+    bound = 1e-12 if dtype == np.float64 else 1e-6
+    assert max(relative_errors(spec, got, ref).values()) <= bound
+    guess = x64.mean(axis=0) + np.array([1.05, 0, 0, 0]) * limit  # channel 0 beyond it
+    ns["backward"](dy, x, gamma)
+    assert len(sweeps) == 3  # swept again
 
 
 def test_float64_channels_near_its_largest_value(generated, backend):
