@@ -236,7 +236,7 @@ def _block_sum(a, b, ones):
     n_p, n_c, n_q = a.shape
     if n_q >= LONG:
         return a.sum(axis=2).sum(axis=0) if b is None else np.vecdot(a, b).sum(axis=0)
-    fold, even = _fold(n_p, n_c * n_q)
+    fold, even = _fold(n_p, n_c * n_q, LONG)
     if 0 < even < n_p:
         parts = (slice(None, even), slice(even, None))
         head, tail = (_block_sum(a[s], None if b is None else b[s], ones) for s in parts)
@@ -261,16 +261,6 @@ def _ones(size):
     After the fold a block has at most size / LONG rows, and fold and Q are at most LONG.
     """
     return np.ones(max(size // LONG, LONG))
-
-
-def _fold(n_p, k):
-    """How many rows of k elements to read as one, and how many of n_p rows that covers.
-
-    A folded row holds at least LONG elements; the rows covered are a multiple of the fold, and
-    the rows left over go on their own.
-    """
-    fold = -(-LONG // k)
-    return fold, n_p - n_p % fold
 
 
 def _by_block(v, blocks, a3):
@@ -315,6 +305,16 @@ def _halves(blocks, a3):
         return [blocks]
     half = (len(blocks) + 1) // 2
     return [blocks[:half], blocks[half:]]
+
+
+def _fold(n_p, k, least):
+    """How many rows of k elements to read as one, and how many of n_p rows that covers.
+
+    A folded row holds at least ``least`` elements; the rows covered are a multiple of the fold,
+    and the rows left over go on their own.
+    """
+    fold = -(-least // k)
+    return fold, n_p - n_p % fold
 
 
 _WORKER = []  # the queue of the thread that takes parts of _at_once calls, made on first use

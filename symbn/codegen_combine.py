@@ -78,7 +78,7 @@ def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
         return out3
     values = {k: np.repeat(v, n_q, axis=2).reshape(1, -1) for k, v in values.items()}
     whole = all(a.flags.c_contiguous for a in (out3, *arrays.values()))  # not a group's view
-    fold, even = _fold(n_p, n_c * n_q) if whole else (1, n_p)  # see _block_sum
+    fold, even = _fold(n_p, n_c * n_q, LONG) if whole else (1, n_p)  # see _block_sum
     for rows, f in ((slice(None, even), fold), (slice(even, None), 1)):
         out = _rows(out3[rows], f)  # raises rather than copy: numexpr must write in out3
         if out.size:

@@ -13,7 +13,7 @@ from __future__ import annotations
 SUMS = '''
 PIECE = 1 << 12  # elements of a row of Q (or PIECE / 4 rows, four at a time) before a flush
 SPLIT = 1 << 20  # elements: an array this large is swept in two halves at once (_halves)
-WIDE = 1 << 6  # elements at least in the rows the Q = 1 kernels run along (see _fold)
+WIDE = 1 << 6  # elements at least in the rows the Q = 1 kernels run along (see _folding)
 
 
 def _jit(**options):
@@ -69,19 +69,18 @@ def _halves(n, a3):
     return [(0, (n + 1) // 2), ((n + 1) // 2, n)]
 
 
-def _fold(arrays):
-    """How many rows of the (P, C, 1) ``arrays`` (None: absent) a Q = 1 kernel reads as one.
+def _folding(arrays):
+    """:func:`_fold` for the Q = 1 kernels, on the (P, C, 1) ``arrays`` (None: absent).
 
     A kernel runs along a row, and a short row (C = 2 in (2^20, 2)) costs a row's overhead per
-    element: ``fold`` rows read as one make at least WIDE elements. The rows covered are the
-    first ``even``; arrays not contiguous (a group of channels) are not folded.
+    element: rows read as one make at least WIDE elements. Arrays not contiguous (a group of
+    channels) are not folded.
     """
     present = [v for v in arrays if v is not None]
     n_p, n_c, _ = present[0].shape
-    if n_c >= WIDE or not all(v.flags.c_contiguous for v in present):
+    if not all(v.flags.c_contiguous for v in present):
         return 1, n_p
-    fold = -(-WIDE // n_c)
-    return fold, n_p - n_p % fold
+    return _fold(n_p, n_c, WIDE)
 
 
 @_jit()
@@ -235,7 +234,7 @@ def _kernel_sums(x3, dy3, shift):
         parts = _at_once(lambda k: _totals(kernel, x3, dy3, shift, (0, 1), k, k[1] - k[0]),
                          _halves(n_c, x3))
         return np.concatenate(parts, axis=1)
-    fold, even = _fold([x3, dy3])
+    fold, even = _folding([x3, dy3])
     if fold == 1:  # rows as they are
         return _row_sums(x3[:, :, 0], None if dy3 is None else dy3[:, :, 0], shift)
     totals = np.zeros((4, n_c))
@@ -336,7 +335,7 @@ def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
     the NumPy backends' float32 pass does where b is beyond float32. A term whose coefficient is
     None is left out; ``blocks`` is not used. On a large array the rows of P (or with one row,
     the channels) are cut in two halves, swept at once; with Q = 1, short rows are folded as
-    the sums fold them (see :func:`_fold`).
+    the sums fold them (see :func:`_folding`).
     """
     values = [None if v is None else v.reshape(-1).astype(np.float64, copy=False)
               for v in (a, b, c, shift)]
@@ -348,7 +347,7 @@ def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
             parts = [((0, 1), k) for k in _halves(n_c, out3)]
         _at_once(lambda part: _combine_kernel(out3, dy3, x3, *values, *part), parts)
         return out3
-    fold, even = _fold([out3, dy3, x3])
+    fold, even = _folding([out3, dy3, x3])
     if fold == 1:  # rows as they are
         _combine_rows([out3, dy3, x3], values)
         return out3

@@ -48,7 +48,7 @@ def _block_sum(a, b, ones):
     n_p, n_c, n_q = a.shape
     if n_q >= LONG:
         return a.sum(axis=2).sum(axis=0) if b is None else np.vecdot(a, b).sum(axis=0)
-    fold, even = _fold(n_p, n_c * n_q)
+    fold, even = _fold(n_p, n_c * n_q, LONG)
     if 0 < even < n_p:
         parts = (slice(None, even), slice(even, None))
         head, tail = (_block_sum(a[s], None if b is None else b[s], ones) for s in parts)
@@ -73,16 +73,6 @@ def _ones(size):
     After the fold a block has at most size / LONG rows, and fold and Q are at most LONG.
     """
     return np.ones(max(size // LONG, LONG))
-
-
-def _fold(n_p, k):
-    """How many rows of k elements to read as one, and how many of n_p rows that covers.
-
-    A folded row holds at least LONG elements; the rows covered are a multiple of the fold, and
-    the rows left over go on their own.
-    """
-    fold = -(-LONG // k)
-    return fold, n_p - n_p % fold
 
 
 def _by_block(v, blocks, a3):
@@ -183,6 +173,20 @@ def _part_sums(x3, shift, blocks, dy3, squares, keep):
             totals[2, c] += _block_sum(g, None, ones)
             totals[3, c] += _block_sum(g, xs, ones)
     return totals
+'''
+
+# Narrow rows read several at once (every backend: the NumPy sums and elementwise pass with
+# LONG, the numba kernels with WIDE).
+FOLD = '''
+
+def _fold(n_p, k, least):
+    """How many rows of k elements to read as one, and how many of n_p rows that covers.
+
+    A folded row holds at least ``least`` elements; the rows covered are a multiple of the fold,
+    and the rows left over go on their own.
+    """
+    fold = -(-least // k)
+    return fold, n_p - n_p % fold
 '''
 
 # The sample the first guess at the mean is taken from, and how far off it may be (every
@@ -334,7 +338,7 @@ def _running_shift(x3, running_mean, blocks, first=0):
 
 '''
 
-SWEEPS = TINY + RANGES + BLOCKWISE + AT_ONCE + BLOCK_SUMS + SAMPLE + PILOT + CENTRE
+SWEEPS = TINY + RANGES + BLOCKWISE + FOLD + AT_ONCE + BLOCK_SUMS + SAMPLE + PILOT + CENTRE
 
 
 
@@ -347,7 +351,7 @@ def passes_source(backend: str = "numpy") -> str:
     the worker thread (_at_once) is every backend's.
     """
     if backend == "numba":
-        pieces = [RANGES, AT_ONCE, numba.SUMS, SAMPLE, numba.PILOT, CENTRE, PRODUCT, NARROW,
-                  numba.COMBINE]
+        pieces = [RANGES, AT_ONCE, FOLD, numba.SUMS, SAMPLE, numba.PILOT, CENTRE, PRODUCT,
+                  NARROW, numba.COMBINE]
         return "\n\n\n".join(piece.strip("\n") for piece in pieces) + "\n"
     return (SWEEPS + COEFFICIENTS).rstrip("\n") + "\n" + COMBINE[backend]
