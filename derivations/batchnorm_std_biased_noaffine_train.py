@@ -490,11 +490,10 @@ def _part_sums(x3, shift, blocks, dy3, squares, keep):
             totals[3, c] += _block_sum(g, xs, ones)
     return totals
 
-# a channel is swept again where δ² > FAR·Σ xs²/m (Σ xs²/m = σ² + δ²): |δ| > 4σ. Every sum is
-# taken in float64, where the variance then loses about 4 bits of 53; dx in float32 (NumPy
-# backends) was within 1e-7 of its scale with guesses up to 3.8σ off (a scratch run)
-FAR = 16 / 17
-PER_CHANNEL = 16  # elements the first guess samples per channel (its error: σ/4, a 16th of 4σ)
+
+# a channel is swept again where δ² > FAR·Σ xs²/m (Σ xs²/m = σ² + δ²): |δ| > σ/√3
+FAR = 0.25
+PER_CHANNEL = 128  # elements the first guess samples per channel (its error: σ/11)
 
 
 def _sample_steps(x3):
@@ -502,8 +501,8 @@ def _sample_steps(x3):
 
     About PER_CHANNEL elements per channel, spread over the batch: evenly spaced rows of P,
     and evenly spaced elements of each (PER_CHANNEL / 8 of them, or more when P is short). With
-    Q = 1 each row sampled is read whole: on (256, 1024) float32 with caches flushed, the first
-    guess took 102 µs (numba; NumPy 124) from 128 rows, 44 µs (67) from 16.
+    Q = 1 each row sampled is read whole: on (256, 1024) float32 with caches flushed, the numba
+    backend's first guess took 102 µs from 128 rows, 44 µs from 16.
     """
     n_p, _, n_q = x3.shape
     per_row = min(n_q, max(PER_CHANNEL // 8, PER_CHANNEL // n_p))
@@ -564,34 +563,43 @@ def _centred_sums(x3, shift, blocks, dy3=None, keep=None, first=0):
 
 
 def _mean(x3):
-    """Each channel's mean, in float64, from passes of its own (inf or NaN where x holds them).
+    """Each channel's mean, in float64, from a pass of its own (inf or NaN where x holds them).
 
-    A first mean, then the mean of x less it added, as :func:`_centred_sums` corrects a guess
-    (where x less it overflows, the first mean stays): a sum of equal values rounds, and a
-    constant channel's mean must be exact, or its x − mean is not 0 (near 1.5e308, an error of
-    an ulp squares to inf).
+    A plain float64 sum, but where that is inf (a float64 channel of 1.5e308s overflows it) the
+    sum of x scaled (:func:`_scaled_mean`). Where |mean| is above 2^300 it is then corrected
+    once, by the mean of x less it, as :func:`_centred_sums` corrects a guess: a sum of equal
+    values rounds, and a constant channel's mean must be exact, or its x − mean is not 0 and an
+    error of an ulp (2e292 at 1.5e308) squares to inf. Only such data pays those passes.
     """
-    first = _scaled_mean(x3, 0.0)
-    with np.errstate(over="ignore", invalid="ignore"):  # beyond the range: the first stays
-        again = first + _scaled_mean(x3, first)
-    return np.where(np.isfinite(again), again, first)
+    m = x3.shape[0] * x3.shape[2]
+    with np.errstate(over="ignore"):  # a sum beyond float64: summed scaled below
+        mean = np.sum(x3, axis=(0, 2), keepdims=True, dtype=np.float64) / m
+    if np.isinf(mean).any():
+        mean = np.where(np.isinf(mean), _scaled_mean(x3, 0.0), mean)
+    huge = np.abs(mean) > 2.0 ** 300
+    if huge.any():
+        with np.errstate(over="ignore", invalid="ignore"):  # beyond the range: the mean stays
+            again = mean + _scaled_mean(x3, np.where(huge, mean, 0.0))
+        mean = np.where(huge & np.isfinite(again), again, mean)
+    return mean
 
 
 def _scaled_mean(x3, centre):
     """Each channel's mean of x3 − centre, in float64, summed so that it cannot overflow.
 
     The sum is of x3 − centre scaled by a power of two of at most 1/(2m), exact but for values
-    near the bottom of the range (a shift needs no more): a float64 channel of 1.5e308s,
-    summed as it is, was inf. Rows of P go a few at a time, so that the scaled copy stays
-    small.
+    near the bottom of the range (a shift needs no more). The array goes in pieces of about
+    2^16 elements (rows of P, or runs of Q within a row), so that the scaled copy stays small.
     """
     n_p, n_c, n_q = x3.shape
     scale = 2.0 ** -(int(n_p * n_q).bit_length() + 1)
     total = np.zeros((1, n_c, 1))
-    step = max(1, (1 << 16) // (n_c * n_q))
-    for p in range(0, n_p, step):
-        scaled = (x3[p:p + step] - centre) * scale
-        total += np.sum(scaled, axis=(0, 2), keepdims=True, dtype=np.float64)
+    run = min(n_q, max(1, (1 << 16) // n_c))
+    rows = max(1, (1 << 16) // (n_c * run))
+    for p in range(0, n_p, rows):
+        for q in range(0, n_q, run):
+            scaled = (x3[p:p + rows, :, q:q + run] - centre) * scale
+            total += np.sum(scaled, axis=(0, 2), keepdims=True, dtype=np.float64)
     return total / (n_p * n_q) / scale
 
 
