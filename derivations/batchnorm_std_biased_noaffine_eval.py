@@ -550,11 +550,14 @@ def _centred_sums(x3, shift, blocks, dy3=None, keep=None, first=0):
             again = _sums(x3, moved, blocks, dy3, keep=keep)
         shift = moved
         sums = tuple(np.where(far, b, a) for a, b in zip(sums, again, strict=True))
-    wide = np.flatnonzero(np.isfinite(shift) & ~(sums[0] / m <= SPREAD[x3.dtype] ** 2))
-    if wide.size:
-        raise ValueError(
-            f"x's channel {first + int(wide[0])} spreads too far from its mean for {x3.dtype}: "
-            f"expected |x - mean| below about {SPREAD[x3.dtype]:.1e}; scale the data down")
+    within = sums[0] / m <= SPREAD[x3.dtype] ** 2
+    if not within.all():  # too wide, or NaN (from inf or NaN in x, which gives NaN there)
+        wide = np.flatnonzero(np.isfinite(shift) & ~within)
+        if wide.size:
+            raise ValueError(
+                f"x's channel {first + int(wide[0])} spreads too far from its mean for "
+                f"{x3.dtype}: expected |x - mean| below about {SPREAD[x3.dtype]:.1e}; scale the "
+                "data down")
     return shift, sums
 
 
