@@ -530,13 +530,13 @@ def _centred_sums(x3, shift, blocks, dy3=None, keep=None, first=0):
     δ = Σ xs/m is how far the mean lies from the shift, exactly. In a channel where |δ| is more
     than FAR allows, the variance (Σ xs² − m·δ²)/m would lose digits, and so would
     Σ dy·xs − δ·Σ dy: the guess was poor (sorted or padded data), or the channel is (nearly)
-    constant. The array
-    is then swept again, and those channels take the sums from the corrected mean, shift + δ,
-    which is within a unit in the last place of the mean; a constant channel's xs are then
-    exact and its variance exactly 0. Where the first sums are not finite (x − shift beyond the
-    range of x's dtype, or inf or NaN in x) the mean itself, from a pass of its own, is the new
-    shift, so that inf and NaN give NaN there and only there. A ValueError names a channel
-    (counted from ``first``, that of x3's first) whose spread is beyond the dtype's range.
+    constant. The array is then swept again, and those channels take the sums from the
+    corrected mean, shift + δ, which is within a unit in the last place of the mean; a constant
+    channel's xs are then exact and its variance exactly 0. Where the first sums are not
+    finite (x − shift beyond the range of x's dtype, or inf or NaN in x) the mean itself
+    (:func:`_mean`) is the new shift, so that inf and NaN give NaN there and only there. A
+    ValueError names a channel (counted from ``first``, that of x3's first) whose spread is
+    beyond the dtype's range.
     """
     m = x3.shape[0] * x3.shape[2]
     with np.errstate(over="ignore", invalid="ignore"):  # a poor guess: detected, summed again
