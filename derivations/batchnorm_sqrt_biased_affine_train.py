@@ -517,7 +517,7 @@ def _pilot(x3):
     """
     step_p, step_q = _sample_steps(x3)
     sample = x3[::step_p, :, ::step_q]
-    with np.errstate(over="ignore"):  # down P, then along Q (see _block_sum)
+    with np.errstate(over="ignore", invalid="ignore"):  # inf or NaN: found by _centred_sums
         total = np.add.reduce(sample, axis=0) @ np.ones(sample.shape[2], x3.dtype)
     return total.reshape(1, -1, 1) / x3.dtype.type(sample.shape[0] * sample.shape[2])
 
@@ -566,18 +566,21 @@ def _centred_sums(x3, shift, blocks, dy3=None, keep=None, first=0):
 def _mean(x3):
     """Each channel's mean, in float64, from a pass of its own (inf or NaN where x holds them).
 
-    A plain float64 sum, but where that is inf (a float64 channel of 1.5e308s overflows it) the
-    sum of x scaled (:func:`_scaled_mean`). Where |mean| is above 2^300 it is then corrected
-    once, by the mean of x less it, as :func:`_centred_sums` corrects a guess: a sum of equal
-    values rounds, and a constant channel's mean must be exact, or its x − mean is not 0 and an
-    error of an ulp (2e292 at 1.5e308) squares to inf. Only such data pays those passes.
+    A plain float64 sum, unless it overflows (a float64 channel of 1.5e308s; pairwise sums of
+    ±1.7e308 gave inf − inf, NaN, so the overflow itself is what is looked for): then the sum
+    of x scaled (:func:`_scaled_mean`). An inf or NaN in x overflows nothing. Where a finite
+    |mean| is above 2^300 it is then corrected once, by the mean of x less it, as
+    :func:`_centred_sums` corrects a guess: a sum of equal values rounds, and a constant
+    channel's mean must be exact, or its x − mean is not 0 and an error of an ulp (2e292 at
+    1.5e308) squares to inf. Only such data pays those passes.
     """
     m = x3.shape[0] * x3.shape[2]
-    with np.errstate(over="ignore"):  # a sum beyond float64: summed scaled below
-        mean = np.sum(x3, axis=(0, 2), keepdims=True, dtype=np.float64) / m
-    if np.isinf(mean).any():
-        mean = np.where(np.isinf(mean), _scaled_mean(x3, 0.0), mean)
-    huge = np.abs(mean) > 2.0 ** 300
+    try:
+        with np.errstate(over="raise"):
+            mean = np.sum(x3, axis=(0, 2), keepdims=True, dtype=np.float64) / m
+    except FloatingPointError:  # a sum beyond float64
+        mean = _scaled_mean(x3, 0.0)
+    huge = np.isfinite(mean) & (np.abs(mean) > 2.0 ** 300)
     if huge.any():
         with np.errstate(over="ignore", invalid="ignore"):  # beyond the range: the mean stays
             again = mean + _scaled_mean(x3, np.where(huge, mean, 0.0))
@@ -599,8 +602,9 @@ def _scaled_mean(x3, centre):
     rows = max(1, (1 << 16) // (n_c * run))
     for p in range(0, n_p, rows):
         for q in range(0, n_q, run):
-            scaled = (x3[p:p + rows, :, q:q + run] - centre) * scale
-            total += np.sum(scaled, axis=(0, 2), keepdims=True, dtype=np.float64)
+            scaled = np.subtract(x3[p:p + rows, :, q:q + run], centre, dtype=np.float64)
+            scaled *= scale
+            total += np.sum(scaled, axis=(0, 2), keepdims=True)
     return total / (n_p * n_q) / scale
 
 

@@ -880,8 +880,9 @@ def test_a_guess_just_inside_the_limit_is_accurate(generated, backend, dtype, mo
 
 def test_float64_channels_near_its_largest_value(generated, backend):
     """float64 x near 1.5e308, where a plain sum of x overflows: constant channels' outputs
-    are exact (they were NaN), a channel that spreads over 1e306 is the spread ValueError
-    (both were NaN with warnings), and the other channels are as for x shifted to 0."""
+    are exact (they were NaN), a channel (C or Fortran order) that spreads over 1e306 is the
+    spread ValueError (both were NaN with warnings), and the other channels are as for x
+    shifted to 0."""
     spec = symbn.LayerSpec()
     ns = compiled(generated(spec, backend))
     rng = np.random.default_rng(31)
@@ -898,13 +899,18 @@ def test_float64_channels_near_its_largest_value(generated, backend):
     ref = reference(spec, dy, centred, gamma)
     assert max(relative_errors(spec, (dx, dgamma, dbeta), ref).values()) <= 1e-12
     np.testing.assert_array_equal(y[:, [0, 2]], 1.0)  # beta: x̂ is 0
-    for top in ([1.5e308, 1.4e308], [1.7e308, 1.0e308, 1.2e308]):
+    both_signs = np.zeros(16)
+    both_signs[[0, 8]], both_signs[[1, 9]] = 1.7e308, -1.7e308  # pairwise partials ±inf
+    for top, order in (([1.5e308, 1.4e308], "C"), ([1.7e308, 1.0e308, 1.2e308], "C"),
+                       (both_signs, "F")):
         spread = np.repeat(np.array(top)[:, None], 2, axis=1)
         spread[:, 0] = 1.0
-        with pytest.raises(ValueError, match="x's channel 1 spreads too far"):
-            ns["backward"](np.ones_like(spread), spread, np.ones(2))
-        with pytest.raises(ValueError, match="x's channel 1 spreads too far"):
-            ns["forward"](spread, np.ones(2), np.ones(2))
+        spread = np.asarray(spread, order=order)  # F: NumPy sums a channel pairwise
+        with np.errstate(invalid="ignore"):  # inf - inf on the way (NumPy backends' sums)
+            with pytest.raises(ValueError, match="x's channel 1 spreads too far"):
+                ns["backward"](np.ones_like(spread), spread, np.ones(2))
+            with pytest.raises(ValueError, match="x's channel 1 spreads too far"):
+                ns["forward"](spread, np.ones(2), np.ones(2))
 
 
 def test_float32_halves_near_plus_and_minus_2e38_stay_accurate(generated, backend):
