@@ -617,10 +617,10 @@ def _running_shift(x3, running_mean, blocks, first=0):
 
     x - shift is formed in x's dtype. Only a channel with |shift| of at least SAFE_SHIFT can
     make it overflow (a float32 x of -2e38 with a running_mean of 2e38, or a running_mean
-    beyond float32 itself). The ``blocks`` of x3 holding such channels are checked, and a
-    ValueError names the first channel (counted from ``first``, that of x3's first) where
-    some x - running_mean is beyond the dtype's range. An inf or NaN running_mean is let through,
-    to give NaN in its channel.
+    beyond float32 itself). The ``blocks`` of x3 holding such channels (None: those of
+    :func:`_blocks`, made here) are checked, and a ValueError names the first channel
+    (counted from ``first``, that of x3's first) where some x - running_mean is beyond the
+    dtype's range. An inf or NaN running_mean is let through, to give NaN in its channel.
     """
     with np.errstate(over="ignore"):
         shift = running_mean.astype(x3.dtype)
@@ -628,7 +628,7 @@ def _running_shift(x3, running_mean, blocks, first=0):
     if near.any():
         over = np.isinf(shift) & near
         with np.errstate(over="ignore", invalid="ignore"):
-            for p, c, q, _ in blocks:
+            for p, c, q, _ in _blocks(x3) if blocks is None else blocks:
                 if near[:, c].any():
                     xb = x3[p, c, q]
                     beyond = np.isinf(xb - shift[:, c]) & np.isfinite(xb)

@@ -159,7 +159,8 @@ def _statistics_lines(plan: Plan, backend: str, exprs: list[sp.Expr], arrays: li
     """
     lines = _wrap(f"{', '.join(arrays)} = {', '.join(f'{v}[:, k]' for v in arrays)}")
     lines += [_float64_param(v) for v in params]
-    lines += ["    m = x3.shape[0] * x3.shape[2]", "    blocks = _blocks(x3)"]
+    blocks = "None  # the numba passes need no blocks" if backend == "numba" else "_blocks(x3)"
+    lines += ["    m = x3.shape[0] * x3.shape[2]", f"    blocks = {blocks}"]
     p = _printer()
     training = plan.spec.uses_batch_statistics  # the sums give the mean and the variance
     g_sums = [s for s in SUMS if _needs(exprs, s)]
