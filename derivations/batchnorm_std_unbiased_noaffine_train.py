@@ -50,9 +50,20 @@ RUN = 1 << 14  # elements at least in a row of per-channel values written out (s
 THREADED = 1 << 21  # elements: an array this large is swept in two halves at once (_halves)
 
 
+def _array(name, a):
+    """``a`` as an array, unless it is a masked array with values masked.
+
+    np.asarray drops the mask, and the masked values would count in the statistics.
+    """
+    if np.ma.is_masked(a):
+        raise ValueError(f"{name} is a masked array with masked values; expected an array "
+                         "without a mask (fill or drop the masked values first)")
+    return np.asarray(a)
+
+
 def _layout(x, axis):
     """Check x and axis; return x as an array and the channel axis, from 0 up."""
-    x = np.asarray(x)
+    x = _array("x", x)
     if x.dtype not in (np.float32, np.float64):
         raise ValueError(f"x has dtype {x.dtype}; expected float32 or float64")
     if x.ndim < 1:
@@ -74,7 +85,7 @@ def _layout(x, axis):
 
 def _like_x(name, a, x):
     """Check that ``a`` has the shape and dtype of x."""
-    a = np.asarray(a)
+    a = _array(name, a)
     if a.shape != x.shape:
         raise ValueError(f"{name} has shape {a.shape}; expected the shape of x, {x.shape}")
     if a.dtype != x.dtype:
@@ -85,9 +96,13 @@ def _like_x(name, a, x):
 def _eps(eps):
     """Check eps: a real number, finite and > 0."""
     real = isinstance(eps, (int, float, np.integer, np.floating))
-    if not real or isinstance(eps, (bool, np.bool_)) or not 0 < float(eps) < float("inf"):
+    try:
+        value = float(eps) if real and not isinstance(eps, (bool, np.bool_)) else None
+    except OverflowError:  # an int beyond float64
+        value = None
+    if value is None or not 0 < value < float("inf"):
         raise ValueError(f"eps={eps!r}; expected a finite real number > 0, such as 1e-5")
-    return float(eps)
+    return value
 
 
 def _nonnegative(name, a):
@@ -105,7 +120,7 @@ def _per_channel(name, a, x, axis):
 
     A view of it, unless it is wider than float64 (long double): then a float64 copy.
     """
-    a = np.asarray(a)
+    a = _array(name, a)
     if a.shape != (x.shape[axis],):
         raise ValueError(
             f"{name} has shape {a.shape}; expected ({x.shape[axis]},), one value per channel "
@@ -312,6 +327,15 @@ def _halves(blocks, a3):
     return [blocks[:half], blocks[half:]]
 
 
+def _largest(a3, blocks):
+    """The elements of the largest of ``blocks`` of a3, for scratch space used block by block.
+
+    Not always the first block's: a half (see :func:`_halves`) may start with the last, short
+    piece of a row of Q or of the channels.
+    """
+    return max(a3[b[:3]].size for b in blocks)
+
+
 def _fold(n_p, k, least):
     """How many rows of k elements to read as one, and how many of n_p rows that covers.
 
@@ -463,7 +487,7 @@ def _part_sums(x3, shift, blocks, dy3, squares, keep):
     dy = 0.1 down 2^17 rows was off by 6e-4). Σ xs says how far the mean is from the shift.
     """
     totals = np.zeros((4, x3.shape[1]))
-    size = x3[blocks[0][:3]].size
+    size = _largest(x3, blocks)
     narrow = x3.dtype != np.float64
     xs_space = np.empty(size, x3.dtype) if keep is None else None
     xs_wide_space = np.empty(size) if narrow else None
@@ -746,7 +770,7 @@ def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
 def _combine_part(out3, blocks, dy3, a, b, c, x3, shift, scale):
     """:func:`_combine` over some of out3's blocks, b split as b·2^e and scale = 2^-e."""
     both = a is not None and b is not None
-    scratch = np.empty(out3[blocks[0][:3]].size, out3.dtype) if both else None
+    scratch = np.empty(_largest(out3, blocks), out3.dtype) if both else None
     per_block = zip(blocks, *(_by_block(v, blocks, out3) for v in (a, shift, b, c, scale)),
                     strict=True)
     for (p, k, q, r), a_k, shift_k, b_k, c_k, s_k in per_block:
@@ -774,8 +798,9 @@ def forward(x, *, eps=1e-5, axis=-1):
     x3 = _channels(x, axis, order)
     y = _empty_like(x, order)
     y3 = _channels(y, axis, order)
-    for k in _groups(x3):
-        _forward_channels(k, x3, y3, eps)
+    with np.errstate(under="ignore"):  # a value below the normal range: no error
+        for k in _groups(x3):
+            _forward_channels(k, x3, y3, eps)
     return y
 
 
@@ -808,8 +833,9 @@ def backward(dy, x, *, eps=1e-5, axis=-1):
     dy3 = _channels(dy, axis, order)
     dx = _empty_like(x, order)
     dx3 = _channels(dx, axis, order)
-    for k in _groups(x3):
-        _backward_channels(k, dy3, x3, dx3, eps)
+    with np.errstate(under="ignore"):  # a value below the normal range: no error
+        for k in _groups(x3):
+            _backward_channels(k, dy3, x3, dx3, eps)
     return dx
 
 

@@ -226,9 +226,10 @@ def _pair(name: str, args: list[str], out: str, params: list[str], doc: str,
     call = f"{group}(k, {', '.join([*views, 'eps'])})"
     lines = [*public, *_checks(params, out, with_dy="dy3" in args)]
     lines += [f"    {r} = np.empty(x3.shape[1], x.dtype)" for r in results]
-    lines += ["    for k in _groups(x3):",
+    lines += ["    with np.errstate(under=\"ignore\"):  # a value below the normal range: no error",
+              "        for k in _groups(x3):",
               *_wrap(f"{', '.join(f'{r}[k]' for r in results)} = {call}" if results else call,
-                     "        ")]
+                     "            ")]
     lines.append(f"    return {', '.join([out, *results])}")
     return [*lines, "", "", f"def {group}(k, {', '.join([*views, 'eps'])}):",
             f'    """{doc}"""', *body]

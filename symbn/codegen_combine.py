@@ -28,7 +28,7 @@ def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
 def _combine_part(out3, blocks, dy3, a, b, c, x3, shift, scale):
     """:func:`_combine` over some of out3's blocks, b split as b·2^e and scale = 2^-e."""
     both = a is not None and b is not None
-    scratch = np.empty(out3[blocks[0][:3]].size, out3.dtype) if both else None
+    scratch = np.empty(_largest(out3, blocks), out3.dtype) if both else None
     per_block = zip(blocks, *(_by_block(v, blocks, out3) for v in (a, shift, b, c, scale)),
                     strict=True)
     for (p, k, q, r), a_k, shift_k, b_k, c_k, s_k in per_block:

@@ -117,6 +117,15 @@ def _halves(blocks, a3):
         return [blocks]
     half = (len(blocks) + 1) // 2
     return [blocks[:half], blocks[half:]]
+
+
+def _largest(a3, blocks):
+    """The elements of the largest of ``blocks`` of a3, for scratch space used block by block.
+
+    Not always the first block's: a half (see :func:`_halves`) may start with the last, short
+    piece of a row of Q or of the channels.
+    """
+    return max(a3[b[:3]].size for b in blocks)
 '''
 
 # The NumPy backends' sums, block by block (numba has its own: codegen_numba.SUMS).
@@ -147,7 +156,7 @@ def _part_sums(x3, shift, blocks, dy3, squares, keep):
     dy = 0.1 down 2^17 rows was off by 6e-4). Σ xs says how far the mean is from the shift.
     """
     totals = np.zeros((4, x3.shape[1]))
-    size = x3[blocks[0][:3]].size
+    size = _largest(x3, blocks)
     narrow = x3.dtype != np.float64
     xs_space = np.empty(size, x3.dtype) if keep is None else None
     xs_wide_space = np.empty(size) if narrow else None

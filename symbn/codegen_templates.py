@@ -17,9 +17,20 @@ RUN = 1 << 14  # elements at least in a row of per-channel values written out (s
 THREADED = 1 << 21  # elements: an array this large is swept in two halves at once (_halves)
 
 
+def _array(name, a):
+    """``a`` as an array, unless it is a masked array with values masked.
+
+    np.asarray drops the mask, and the masked values would count in the statistics.
+    """
+    if np.ma.is_masked(a):
+        raise ValueError(f"{name} is a masked array with masked values; expected an array "
+                         "without a mask (fill or drop the masked values first)")
+    return np.asarray(a)
+
+
 def _layout(x, axis):
     """Check x and axis; return x as an array and the channel axis, from 0 up."""
-    x = np.asarray(x)
+    x = _array("x", x)
     if x.dtype not in (np.float32, np.float64):
         raise ValueError(f"x has dtype {x.dtype}; expected float32 or float64")
     if x.ndim < 1:
@@ -41,7 +52,7 @@ def _layout(x, axis):
 
 def _like_x(name, a, x):
     """Check that ``a`` has the shape and dtype of x."""
-    a = np.asarray(a)
+    a = _array(name, a)
     if a.shape != x.shape:
         raise ValueError(f"{name} has shape {a.shape}; expected the shape of x, {x.shape}")
     if a.dtype != x.dtype:
@@ -52,9 +63,13 @@ def _like_x(name, a, x):
 def _eps(eps):
     """Check eps: a real number, finite and > 0."""
     real = isinstance(eps, (int, float, np.integer, np.floating))
-    if not real or isinstance(eps, (bool, np.bool_)) or not 0 < float(eps) < float("inf"):
+    try:
+        value = float(eps) if real and not isinstance(eps, (bool, np.bool_)) else None
+    except OverflowError:  # an int beyond float64
+        value = None
+    if value is None or not 0 < value < float("inf"):
         raise ValueError(f"eps={eps!r}; expected a finite real number > 0, such as 1e-5")
-    return float(eps)
+    return value
 
 
 def _nonnegative(name, a):
@@ -72,7 +87,7 @@ def _per_channel(name, a, x, axis):
 
     A view of it, unless it is wider than float64 (long double): then a float64 copy.
     """
-    a = np.asarray(a)
+    a = _array(name, a)
     if a.shape != (x.shape[axis],):
         raise ValueError(
             f"{name} has shape {a.shape}; expected ({x.shape[axis]},), one value per channel "

@@ -272,6 +272,23 @@ def test_float32_near_overflow_is_accurate(spec, generated, backend):
     assert max(relative_errors(spec, got, ref).values()) <= 1e-6
 
 
+@pytest.mark.parametrize("spec", [VARIANTS[0], VARIANTS[-1]], ids=lambda s: s.describe())
+def test_steps_below_the_normal_range_are_no_error_under_errstate_raise(spec, generated,
+                                                                        backend):
+    """Under np.errstate(all="raise"), finite data whose steps fall below the normal range
+    (x and dy ~ 1e-200 in float64, ~ 1e-30 in float32) give the same results as under NumPy's
+    defaults, not a FloatingPointError from within the module (found by a review)."""
+    ns = compiled(generated(spec, backend))
+    for dtype, scale in ((np.float64, 1e-200), (np.float32, 1e-30)):
+        dy, x, params, forward_params = inputs(spec, (16, 3), -1, seed=12)
+        dy, x = (dy * scale).astype(dtype), (x * scale).astype(dtype)
+        want = (*as_tuple(ns["backward"](dy, x, *params)), ns["forward"](x, *forward_params))
+        with np.errstate(all="raise"):
+            got = (*as_tuple(ns["backward"](dy, x, *params)), ns["forward"](x, *forward_params))
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
+
+
 @pytest.mark.parametrize("spec", [s for s in VARIANTS if s.mode == "train"],
                          ids=lambda s: s.describe())
 def test_float64_products_with_a_cube_stay_in_range(spec, generated, backend):
@@ -461,6 +478,10 @@ def test_bad_arguments_raise_value_errors_naming_shapes(generated):
         ((dy, x, gamma), {"eps": None}, "eps=None; expected a finite real number > 0"),
         ((dy, x, gamma), {"eps": "1e-5"}, "eps='1e-5'; expected a finite real number"),
         ((dy, x, gamma), {"eps": True}, "eps=True; expected a finite real number"),
+        ((dy, x, gamma), {"eps": 10**400}, "eps=1000.*; expected a finite real number"),
+        ((dy, np.ma.masked_less(x, 2), gamma), {}, "x is a masked array with masked values"),
+        ((np.ma.masked_less(dy, 2), x, gamma), {}, "dy is a masked array with masked values"),
+        ((dy, x, np.ma.masked_less(gamma, 2)), {}, "gamma is a masked array with masked"),
         ((dy, 1e160 * np.arange(12.0).reshape(4, 3), gamma), {},
          "channel 0 spreads too far from its mean for float64: expected .* below about 1.0e"),
         ((dy, 1e110 * np.arange(12.0).reshape(4, 3), gamma), {},  # b ~ 1e-220·dy
