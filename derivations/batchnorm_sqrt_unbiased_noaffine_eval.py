@@ -46,14 +46,16 @@ THREADED = 1 << 21  # elements: an array this large is swept in two halves at on
 
 
 def _array(name, a):
-    """``a`` as an array, unless it is a masked array with values masked.
+    """``a`` as an array in the machine's byte order, unless values of it are masked.
 
-    np.asarray drops the mask, and the masked values would count in the statistics.
+    np.asarray drops the mask, and the masked values would count in the statistics. An array
+    of the other byte order (``>f4`` here) is copied to this one's (``float32``).
     """
     if np.ma.is_masked(a):
         raise ValueError(f"{name} is a masked array with masked values; expected an array "
                          "without a mask (fill or drop the masked values first)")
-    return np.asarray(a)
+    a = np.asarray(a)
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
 
 def _layout(x, axis):

@@ -625,8 +625,9 @@ def test_inputs_are_not_modified_and_axis_is_respected(generated, backend):
 @pytest.mark.parametrize("spec", [symbn.LayerSpec(), symbn.LayerSpec(
     eps_placement="std", variance="unbiased", mode="eval")], ids=lambda s: s.describe())
 def test_every_memory_layout_gives_the_same_results_laid_out_like_x(spec, generated, backend):
-    """Fortran order, channels-last NCHW, dy in another layout, a strided slice: each gives the
-    C-order results, and y and dx are laid out in memory as x is when x is contiguous."""
+    """Fortran order, channels-last NCHW, dy in another layout, a strided slice, the other byte
+    order (``>f8`` here: refused as not float64 before a review): each gives the C-order
+    results, and y and dx are laid out in memory as x is when x is contiguous."""
     ns = compiled(generated(spec, backend))
     dy, x, params, forward_params = inputs(spec, (4, 3, 5, 6), 1, seed=14)
     want = ns["backward"](dy, x, *params, axis=1), ns["forward"](x, *forward_params, axis=1)
@@ -637,7 +638,9 @@ def test_every_memory_layout_gives_the_same_results_laid_out_like_x(spec, genera
                "channels-last": (np.moveaxis(last, -1, 1), np.moveaxis(
                    np.ascontiguousarray(np.moveaxis(dy, 1, -1)), -1, 1)),
                "dy in C order": (np.moveaxis(last, -1, 1), dy),
-               "strided slice": (wide[..., ::2], dy)}
+               "strided slice": (wide[..., ::2], dy),
+               "other byte order": (x.astype(x.dtype.newbyteorder("S")),
+                                    dy.astype(dy.dtype.newbyteorder("S")))}
     for name, (x_l, dy_l) in layouts.items():
         assert np.array_equal(x_l, x) and np.array_equal(dy_l, dy), name
         got = ns["backward"](dy_l, x_l, *params, axis=1), ns["forward"](x_l, *forward_params,
