@@ -30,15 +30,19 @@ run it a few times and read ranges.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import symbn
-from symbn.codegen import BACKENDS, load
+from symbn.codegen import BACKENDS, generate_module, load
 from symbn.codegen_reference import reference, relative_errors
 
 try:
@@ -62,6 +66,30 @@ OPTIONAL = {"numexpr": numexpr, "numba": numba}  # each optional backend's libra
 def installed(backends: Any) -> list[str]:
     """The backends of ``backends`` whose library is installed here."""
     return [b for b in backends if OPTIONAL.get(b, np) is not None]
+
+
+FOLDER = tempfile.TemporaryDirectory(prefix="symbn-bench-")  # numba modules' files, this run
+
+
+def module(spec: symbn.LayerSpec, backend: str) -> Any:
+    """The generated module, as a user gets it: numba's from a file, the others from ``load``.
+
+    A numba module read from a file (as ``symbn codegen --backend numba -o`` writes it) keeps
+    its compiled code on disk and has the quick functions for small arrays, which a module
+    made in memory by ``load`` leaves out (compiling them pays only where it is kept); the
+    NumPy backends' modules are the same either way.
+    """
+    if backend != "numba":
+        return load(spec, backend)
+    name = f"bench_{backend}_{abs(hash(spec)):x}"
+    path = Path(FOLDER.name) / f"{name}.py"
+    path.write_text(generate_module(spec, backend))
+    found = importlib.util.spec_from_file_location(name, path)
+    assert found is not None and found.loader is not None
+    loaded = importlib.util.module_from_spec(found)
+    sys.modules[name] = loaded  # numba's cache finds the module by its name
+    found.loader.exec_module(loaded)
+    return loaded
 
 
 def versions() -> str:
@@ -214,7 +242,7 @@ def speed_table(backends: list[str], repeats: int,
                 shapes: tuple[tuple[tuple[int, ...], int], ...] = SHAPES) -> list[str]:
     """The speed table's rows (Markdown), one per dtype and shape in ``shapes``."""
     spec = symbn.LayerSpec()
-    modules = {b: load(spec, b) for b in backends}
+    modules = {b: module(spec, b) for b in backends}
     head = ["dtype", "shape (axis)", "bound ms", "torch / bound", "torch 1t / bound",
             "ne pass / bound"]
     for b in backends:
@@ -268,7 +296,7 @@ def accuracy_table(backends: list[str]) -> list[str]:
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for spec in (symbn.LayerSpec(), symbn.LayerSpec(eps_placement="std")):
         d = symbn.derive(spec)
-        modules = {b: load(spec, b) for b in backends}
+        modules = {b: module(spec, b) for b in backends}
         rng = np.random.default_rng(1)
         for name, x in hard_inputs(rng).items():
             dy = rng.standard_normal(x.shape).astype(np.float32)

@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 import symbn
-from symbn.codegen import BACKENDS, load
+from symbn.codegen import BACKENDS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_backward import installed, peak_arrays, versions  # as the speed table has them
+from bench_backward import module as user_module  # numba: from a file, as the speed table
 
 WIDE = tuple(1 << k for k in (15, 17, 18, 19, 20))
 OTHER = (((8, 4096), "train"), ((32, 4096), "train"), ((1, 1 << 20), "eval"),
@@ -42,7 +43,7 @@ def peak(module, shape: tuple[int, ...], mode: str) -> tuple[float, float]:
 
 def modules(mode: str) -> dict[str, object]:
     spec = symbn.LayerSpec(mode=mode)
-    return {b: load(spec, b) for b in installed(BACKENDS)}
+    return {b: user_module(spec, b) for b in installed(BACKENDS)}
 
 
 def wide_table() -> list[str]:

@@ -13,7 +13,9 @@ few vectorized NumPy calls (BLAS, ``np.vecdot`` or ``np.einsum`` for the sums) p
 only the first call reads a block from memory. The loop runs over blocks (a few dozen), never over
 elements. Each public function checks its arguments and hands groups of at most ``GROUP`` channels
 to a ``_<name>_channels`` function that computes them end to end, so that per-channel values stay
-small however many channels there are. :func:`load` compiles the same source in-process.
+small however many channels there are; the numba backend also prints those lines for one
+channel at a time, into quick functions for small arrays (:mod:`symbn.codegen_quick`).
+:func:`load` compiles the same source in-process.
 
 >>> from symbn.spec import LayerSpec
 >>> bn = load(LayerSpec())
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import re
 import types
+from collections.abc import Callable
 
 import sympy as sp
 
@@ -43,24 +46,27 @@ from symbn.codegen_plan import (
     Plan,
     build_plan,
 )
+from symbn.codegen_quick import quick_source
 from symbn.codegen_templates import layout_source
 from symbn.errors import OptionError, ProofError
 from symbn.numpy_printer import BatchNumPyPrinter
 from symbn.spec import LayerSpec
 
 BACKENDS: tuple[str, ...] = ("numpy", "numexpr", "numba")
+Quick = Callable[[list[str], list[str]], tuple[list[str], int, tuple[int, ...]]]  # _pair
 SUM_XS_XS = sp.Symbol("sum_xs_xs", real=True)
 SUM_XS = sp.Symbol("sum_xs", real=True)
 COEFFICIENT_NAMES = {G(S.i): "a", XS(S.i): "b", sp.Integer(1): "c"}
 FORWARD_NAMES = {XS(S.i): "p", sp.Integer(1): "q"}
 
 
-def _printer() -> BatchNumPyPrinter:
+def _printer(product: str = "_product") -> BatchNumPyPrinter:
     """The printer of per-channel values: they name no array, so an element of one is an error.
 
-    A product with a cube is formed by the module's ``_product`` (see ``BatchNumPyPrinter``).
+    A product with a cube is formed by the module's ``product`` (see ``BatchNumPyPrinter``):
+    ``_product`` on per-channel arrays, ``_scalar_product`` on one channel's values.
     """
-    return BatchNumPyPrinter({"arrays": {}, "product": "_product"})
+    return BatchNumPyPrinter({"arrays": {}, "product": product})
 
 
 def _wrap(line: str, indent: str = "    ") -> list[str]:
@@ -88,18 +94,20 @@ def _wrap(line: str, indent: str = "    ") -> list[str]:
     return [f"{indent}{target} = (", *(inner + b for b in lines), f"{indent})"]
 
 
-def _assign(name: str, expr: sp.Expr, printer: BatchNumPyPrinter) -> list[str]:
-    return _wrap(f"{name} = {printer.doprint(expr)}")
+def _assign(name: str, expr: sp.Expr, printer: BatchNumPyPrinter,
+            indent: str = "    ") -> list[str]:
+    return _wrap(f"{name} = {printer.doprint(expr)}", indent)
 
 
-def _cse_lines(named: list[tuple[str, sp.Expr]], printer: BatchNumPyPrinter) -> list[str]:
+def _cse_lines(named: list[tuple[str, sp.Expr]], printer: BatchNumPyPrinter,
+               indent: str = "    ") -> list[str]:
     """Assignments for ``named`` with common subexpressions computed once (``t0``, ``t1``…)."""
     if not named:
         return []
     shared, reduced = sp.cse([e for _, e in named], symbols=sp.numbered_symbols("t"))
-    lines = [line for sym, e in shared for line in _assign(str(sym), e, printer)]
+    lines = [line for sym, e in shared for line in _assign(str(sym), e, printer, indent)]
     for (name, _), e in zip(named, reduced, strict=True):
-        lines += _assign(name, e, printer)
+        lines += _assign(name, e, printer, indent)
     return lines
 
 
@@ -168,11 +176,10 @@ def _statistics_lines(plan: Plan, backend: str, exprs: list[sp.Expr], arrays: li
         raise AssertionError(f"the sums {g_sums} are computed together")
     keep = [f"keep={out}3"] if _keeps_xs(plan, exprs, backend) else []
     if training:
-        names = ["sum_xs_xs", "sum_xs", *(s.name for s in g_sums)]
         args = ", ".join(["x3", "shift", "blocks", *(["dy3"] if g_sums else []), *keep])
         lines.append("    shift = _pilot(x3)")  # a first guess, which the sweep corrects
-        lines += _wrap(f"shift, ({', '.join(names)}) = _centred_sums({args}, first=k.start)")
-        lines += _training_statistics(plan, p)
+        lines += _wrap(f"shift, ({', '.join(_sum_names(exprs))}) = _centred_sums({args}, "
+                       "first=k.start)")
     else:
         if _needs(exprs, XS(S.i)) or g_sums or _needs(exprs, DELTA):
             lines.append(
@@ -180,14 +187,27 @@ def _statistics_lines(plan: Plan, backend: str, exprs: list[sp.Expr], arrays: li
         if g_sums:
             args = ", ".join(["x3", "shift", "blocks", "dy3", "squares=False", *keep])
             lines.append(f"    {', '.join(s.name for s in g_sums)} = _sums({args})")
+    return lines + _math_lines(plan, exprs, p)
+
+
+def _sum_names(exprs: list[sp.Expr]) -> list[str]:
+    """The names of a training group's sums: of xs² and xs, and of dy and dy·xs if used."""
+    return ["sum_xs_xs", "sum_xs", *(s.name for s in SUMS if _needs(exprs, s))]
+
+
+def _math_lines(plan: Plan, exprs: list[sp.Expr], p: BatchNumPyPrinter,
+                indent: str = "    ") -> list[str]:
+    """The per-channel statistics after the sums: δ and the variance (training), σ and r."""
+    lines = _training_statistics(plan, p, indent) if plan.spec.uses_batch_statistics else []
     for symbol, value in plan.definitions:
-        lines += _assign(symbol.name, value, p)
+        lines += _assign(symbol.name, value, p, indent)
     if _needs(exprs, SIGMA_NZ):
-        lines.append("    sigma_nz = np.where(sigma > 0, sigma, 1.0)  # sigma == 0: limit below")
+        lines.append(f"{indent}sigma_nz = np.where(sigma > 0, sigma, 1.0)  # sigma == 0: "
+                     "limit below")
     return lines
 
 
-def _training_statistics(plan: Plan, p: BatchNumPyPrinter) -> list[str]:
+def _training_statistics(plan: Plan, p: BatchNumPyPrinter, indent: str = "    ") -> list[str]:
     """``delta`` and ``var`` from the sums of xs (the plan's proven forms), var clipped at 0."""
     if plan.delta is None or plan.variance is None:
         raise AssertionError("a training plan has delta and variance")
@@ -196,8 +216,8 @@ def _training_statistics(plan: Plan, p: BatchNumPyPrinter) -> list[str]:
     if delta.atoms(sp.Sum) or variance.atoms(sp.Sum):
         raise AssertionError(f"delta {plan.delta} or variance {plan.variance} has other sums "
                              "than of xs and xs**2")
-    return [*_assign("delta", delta, p), *_assign("var", variance, p),
-            "    var = np.maximum(var, 0.0)  # rounding must not make it negative"]
+    return [*_assign("delta", delta, p, indent), *_assign("var", variance, p, indent),
+            f"{indent}var = np.maximum(var, 0.0)  # rounding must not make it negative"]
 
 
 def _drop_unused(lines: list[str], names: tuple[str, ...] = ("m", "blocks")) -> list[str]:
@@ -211,19 +231,27 @@ def _drop_unused(lines: list[str], names: tuple[str, ...] = ("m", "blocks")) -> 
 
 
 def _pair(name: str, args: list[str], out: str, params: list[str], doc: str,
-          public: list[str], results: list[str], body: list[str]) -> list[str]:
+          public: list[str], results: list[str], body: list[str],
+          quick: Quick | None = None) -> list[str]:
     """The public function ``name`` and ``_<name>_channels``, which it calls per channel group.
 
     ``public`` is the public function's signature and docstring; ``args`` are its (P, C, Q)
     views, ``out`` its result, ``results`` what the group function returns (per channel, put
     into arrays of x's dtype), ``body`` the group function's lines. Parameters the group
     function does not read are not passed (eval-mode dx without gamma needs no running_mean).
+    Given ``quick`` (the numba backend's, see :mod:`symbn.codegen_quick`), each group goes
+    through ``_fastest``, which calls ``_<name>_quick`` where it can.
     """
     group = f"_{name}_channels"
     body = _drop_unused(body, ("m", "blocks", *params))
     used = [v for v in params if _float64_param(v) in body]
     views = [*args, f"{out}3", *used]
     call = f"{group}(k, {', '.join([*views, 'eps'])})"
+    fast: list[str] = []
+    if quick is not None:
+        fast, rows, kept = quick([*args, f"{out}3"], used)
+        call = (f"_fastest(_{name}_quick, {rows}, {kept}, {group}, k, "
+                f"{', '.join([*views, 'eps'])})")
     lines = [*public, *_checks(params, out, with_dy="dy3" in args)]
     lines += [f"    {r} = np.empty(x3.shape[1], x.dtype)" for r in results]
     lines += ["    with np.errstate(under=\"ignore\"):  # a value below the normal range: no error",
@@ -232,7 +260,7 @@ def _pair(name: str, args: list[str], out: str, params: list[str], doc: str,
                      "            ")]
     lines.append(f"    return {', '.join([out, *results])}")
     return [*lines, "", "", f"def {group}(k, {', '.join([*views, 'eps'])}):",
-            f'    """{doc}"""', *body]
+            f'    """{doc}"""', *body, *(["", "", *fast] if fast else [])]
 
 
 def _forward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
@@ -248,9 +276,15 @@ def _forward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
     body += _elementwise("y3", arrays, _keeps_xs(plan, exprs, backend))
     public = [f"def forward({', '.join(['x', *params])}, *, eps=1e-5, axis=-1):",
               f'    """The layer\'s output y, in the dtype of x ({describe_y(spec)})."""']
+
+    def quick(views: list[str], used: list[str]) -> tuple[list[str], int, tuple[int, ...]]:
+        ps = _printer("_scalar_product")
+        lines = _math_lines(plan, exprs, ps, LOOP) + _cse_lines(names, ps, LOOP)
+        return quick_source("forward", views, used, _sum_names(exprs), lines, arrays,
+                            set(arrays.values()), [])
     return _pair("forward", ["x3"], "y", params,
                  "The forward pass for channels k (a slice) of x3, written into y3.",
-                 public, [], body)
+                 public, [], body, quick if _has_quick(plan, backend) else None)
 
 
 def _key(k: sp.Expr) -> int:
@@ -265,13 +299,7 @@ def _backward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
     exprs = [e for _, e in named] + list(dx)
     results = [n for n, _ in named if n.startswith("d")]
     body = _statistics_lines(plan, backend, exprs, ["dy3", "x3", "dx3"], params, "dx")
-    p = _printer()
-    if plan.c_in_a_b is None:
-        body += _cse_lines(named, p)
-    else:  # c after a and b, from them (proven in build_plan)
-        body += _cse_lines([(n, e) for n, e in named if n != "c"], p)
-        body += ["    # dx sums to 0 over each channel: c follows from a and b (symbn proved it)"]
-        body += [f"    c = {_c_line(plan.c_in_a_b)}"]
+    body += _coefficient_lines(plan, named, _printer())
     # b stays float64 for _combine, which splits it where it is beyond x's dtype's range.
     body += [f'    {n} = _narrow({n}, "{n}", "dx", x3.dtype, k.start)'
              for n, _ in named if n in "ac"]
@@ -285,7 +313,32 @@ def _backward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
               f'    """Given dy = dL/dy, return {ret}."""']
     doc = (f"The backward pass for channels k (a slice): dx into dx3"
            f"{', ' + ' and '.join(results) + ' returned' if results else ''}.")
-    return _pair("backward", ["dy3", "x3"], "dx", params, doc, public, results, body)
+
+    def quick(views: list[str], used: list[str]) -> tuple[list[str], int, tuple[int, ...]]:
+        ps = _printer("_scalar_product")
+        lines = _math_lines(plan, exprs, ps, LOOP) + _coefficient_lines(plan, named, ps, LOOP)
+        return quick_source("backward", views, used, _sum_names(exprs), lines, arrays,
+                            {"a", "c"}, results)
+    return _pair("backward", ["dy3", "x3"], "dx", params, doc, public, results, body,
+                 quick if _has_quick(plan, backend) else None)
+
+
+LOOP = "        "  # the indent of a quick function's per-channel lines
+
+
+def _has_quick(plan: Plan, backend: str) -> bool:
+    """Whether the group functions get quick functions: numba, training (batch statistics)."""
+    return backend == "numba" and plan.spec.uses_batch_statistics
+
+
+def _coefficient_lines(plan: Plan, named: list[tuple[str, sp.Expr]], p: BatchNumPyPrinter,
+                       indent: str = "    ") -> list[str]:
+    """The lines of dx's coefficients and the parameters' gradients, c after a and b."""
+    if plan.c_in_a_b is None:
+        return _cse_lines(named, p, indent)
+    return [*_cse_lines([(n, e) for n, e in named if n != "c"], p, indent),
+            f"{indent}# dx sums to 0 over each channel: c follows from a and b (symbn proved it)",
+            f"{indent}c = {_c_line(plan.c_in_a_b)}"]
 
 
 C_LINE = "-(a/m)*sum_g - b*delta"

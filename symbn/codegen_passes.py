@@ -392,6 +392,6 @@ def passes_source(backend: str = "numpy") -> str:
     """
     if backend == "numba":
         pieces = [RANGES, AT_ONCE, FOLD, numba.SUMS, GUESS["numba"], SAMPLE, numba.PILOT,
-                  CENTRE, PRODUCT, NARROW, numba.COMBINE]
+                  CENTRE, PRODUCT, NARROW, numba.COMBINE, numba.QUICK]
         return "\n\n\n".join(piece.strip("\n") for piece in pieces) + "\n"
     return (SWEEPS + COEFFICIENTS).rstrip("\n") + "\n" + COMBINE[backend]

@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import NUMBA_VARIANTS
 from test_codegen import compiled, without_threads
 from test_codegen_threads import in_a_child
 
@@ -61,13 +62,21 @@ def case(shape, axis, order, dtype=np.float64, seed=3):
     return dy, x, gamma
 
 
+def interpreted(ns):
+    """``ns`` with its quick functions turned off: every group goes to its group function."""
+    ns["_NO_QUICK"].append(True)
+    return ns
+
+
 @pytest.mark.parametrize(("shape", "axis", "order"), ROUTES, ids=str)
-@pytest.mark.parametrize("split", [1, 1 << 40], ids=["halves", "whole"])
-def test_every_route_agrees_with_the_reference(source, derivation, shape, axis, order, split):
-    """Each route, in two halves or whole, within 1e-12 of the mpmath closed form (float64)
-    and 1e-6 in float32, relative to each output's natural scale; y likewise within 1e-12 of
-    the NumPy backend's forward."""
-    ns = compiled(source)
+@pytest.mark.parametrize(("split", "quick"), [(1, False), (1 << 40, True), (1 << 40, False)],
+                         ids=["halves", "whole", "whole-interpreted"])
+def test_every_route_agrees_with_the_reference(source, derivation, shape, axis, order, split,
+                                               quick):
+    """Each route, in two halves or whole (by the quick functions where Q = 1, or not),
+    within 1e-12 of the mpmath closed form (float64) and 1e-6 in float32, relative to each
+    output's natural scale; y likewise within 1e-12 of the NumPy backend's forward."""
+    ns = compiled(source) if quick else interpreted(compiled(source))
     ns["SPLIT"] = split
     for dtype, bound in ((np.float64, 1e-12), (np.float32, 1e-6)):
         dy, x, gamma = case(shape, axis, order, dtype)
@@ -91,12 +100,105 @@ def test_the_wide_rule_does_not_change_the_results(source, shape, axis, order):
     dy, x, gamma = case(shape, axis, order)
     results = []
     for wide in (1, 7, 1 << 20):
-        ns = compiled(source)
+        ns = interpreted(compiled(source))  # the quick functions' WIDE is compiled in
         ns["WIDE"] = wide
         results.append(ns["backward"](dy, x, gamma, axis=axis))
     for other in results[1:]:
         for a, b in zip(results[0], other, strict=True):
             assert np.max(np.abs(a - b)) <= 1e-13 * np.max(np.abs(a))
+
+
+TRAINING = [s for s in symbn.all_variants() if s.mode == "train"]
+# (shape, axis, order) on the quick functions' routes: rows as they are, folded with rows left
+# over a fold, fewer rows than a fold, m = 1 and 2, NCHW stored channels-last; Fortran order
+# is Q > 1 here: the group function's
+QUICK_CASES = [((64, 80), -1, "C"), ((301, 5), -1, "C"), ((3, 7), -1, "C"), ((1, 70), -1, "C"),
+               ((2, 70), -1, "C"), ((5, 6, 4, 3), 1, "channels-last"), ((40, 6), -1, "F")]
+
+
+def quick_outcomes(ns, name):
+    """A list that gets "ran" or "fell back" for each call of ``ns``'s ``_<name>_quick``."""
+    outcomes, quick = [], ns[f"_{name}_quick"]
+
+    def spy(*args):
+        done = quick(*args)
+        outcomes.append("ran" if done else "fell back")
+        return done
+
+    spy.cached = quick.cached  # _fastest takes quick functions numba keeps on disk only
+    ns[f"_{name}_quick"] = spy
+    return outcomes
+
+
+@pytest.mark.parametrize("spec", [pytest.param(s, marks=[] if s in NUMBA_VARIANTS else
+                                               pytest.mark.slow) for s in TRAINING],
+                         ids=lambda s: s.describe())
+def test_quick_functions_give_the_group_functions_bits(spec):
+    """On every training variant, dtype and quick route, forward and backward by the quick
+    functions (one compiled call) are bitwise those of the group functions, which printed the
+    same lines for per-channel arrays; Q > 1 (Fortran order) is not theirs."""
+    source = codegen.generate_module(spec, "numba")
+    quick, group = compiled(source), interpreted(compiled(source))
+    ran = {name: quick_outcomes(quick, name) for name in ("forward", "backward")}
+    for shape, axis, order in QUICK_CASES:
+        if spec.variance == "unbiased" and shape[0] == 1:
+            continue  # m = 1: a ValueError, from the checks before either
+        for dtype in (np.float32, np.float64):
+            dy, x, gamma = case(shape, axis, order, dtype)
+            params = [gamma] if spec.affine else []
+            beta = [np.linspace(-1, 1, shape[axis]).astype(dtype)] if spec.affine else []
+            runs = [(ns["backward"](dy, x, *params, axis=axis),
+                     ns["forward"](x, *params, *beta, axis=axis)) for ns in (quick, group)]
+            for got, want in zip(*runs, strict=True):
+                for a, b in zip(np.atleast_1d(got) if not isinstance(got, tuple) else got,
+                                np.atleast_1d(want) if not isinstance(want, tuple) else want,
+                                strict=True):
+                    np.testing.assert_array_equal(a, b, err_msg=f"{shape} {order} {dtype}")
+    cases = sum(2 for s, _, o in QUICK_CASES if o != "F" and not (
+        spec.variance == "unbiased" and s[0] == 1))
+    assert ran == {"forward": ["ran"] * cases, "backward": ["ran"] * cases}
+
+
+def test_quick_functions_leave_what_needs_more_to_the_group_functions(source):
+    """Where the group function does more than one plain sweep and the printed lines, the
+    quick function returns False and the group function gives its own results or errors:
+    a channel whose sampled rows are unlike the others (the first guess is far: swept again),
+    an inf or a NaN in x (sums not finite), a product with a step below float64's normal range
+    (γ = 1e-150, a spread of 1e60: _product splits it), γ·r beyond float32 (ValueError)."""
+    rng = np.random.default_rng(40)
+    x = rng.standard_normal((2000, 70))
+    dy = rng.standard_normal(x.shape)
+    gamma = 1 + 0.1 * rng.standard_normal(70)
+    far, with_inf, tiny_gamma = x.copy(), x.copy(), gamma.copy()
+    step, _ = compiled(source)["_sample_steps"](x[:, :, None])
+    far[:, 3] = 1.0
+    far[::step, 3] = 0.0  # the rows the first guess samples
+    with_inf[4, 5] = np.inf
+    tiny_gamma[7] = 1e-150
+    with_nan, flat = x.astype(np.float32), x.astype(np.float32)
+    with_nan[9, 1] = np.nan
+    flat[:, 0] = 1.0  # r = 1/sqrt(eps): γ·r = 9.5e38 with γ = 3e36
+    cases = [(dy, far, gamma, {}), (dy, with_inf, gamma, {}),
+             (dy, x * np.where(np.arange(70) == 7, 1e60, 1.0), tiny_gamma, {}),
+             (dy.astype(np.float32), with_nan, gamma.astype(np.float32), {}),
+             (dy.astype(np.float32), flat, np.full(70, 3e36, np.float32), {})]
+    for dy_k, x_k, gamma_k, kwargs in cases:
+        quick, group = compiled(source), interpreted(compiled(source))
+        outcomes = quick_outcomes(quick, "backward")
+        results = []
+        for ns in (quick, group):
+            try:
+                with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+                    warnings.simplefilter("ignore")
+                    results.append(ns["backward"](dy_k, x_k, gamma_k, **kwargs))
+            except ValueError as error:
+                results.append(str(error))
+        assert outcomes == ["fell back"]
+        if isinstance(results[1], str):
+            assert results[0] == results[1]
+            continue
+        for a, b in zip(*results, strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_halves_of_the_channels_give_the_results_of_one_sweep(source):
