@@ -727,18 +727,23 @@ def _split(b, dtype):
     return np.ldexp(b, e).astype(dtype), np.ldexp(np.ones_like(b), -e).astype(dtype)
 
 
-def _narrow(v, name, result, dtype, first=0):
+def _narrow(v, name, result, dtype, first=0, scales=False):
     """Per-channel float64 ``v``, the coefficient ``name`` of ``result``, in x's dtype.
 
     In float32 a coefficient such as γ·r can be beyond the dtype's range while the result is
     not (γ = 3e36 with eps = 1e-5, or eps = 1e-80 on a constant channel): cast, it was inf, and
     inf·0 gave NaN. A ValueError names the first such channel (counted from ``first``). Values
-    already infinite or NaN (from inf or NaN inputs) go through, to propagate.
+    already infinite or NaN (from inf or NaN inputs) go through, to propagate. With ``scales``
+    (a coefficient that multiplies the data), a value so far below the dtype's normal range
+    that the cast loses more than 2^-20 of it (below about 1.5e-39 in float32) is refused too:
+    the result lost as much (γ = 1e-20 at a spread of 1e30 in float32 gave a = 0, and dx off
+    by its own size, silently, before a review found it).
     """
     if v.dtype == dtype:
         return v
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # inf - inf: not lost
         narrow = v.astype(dtype)
+        lost = np.abs(narrow - v) > np.abs(v) * 2.0 ** -20 if scales else None
     if not np.isfinite(narrow).all():
         beyond = np.flatnonzero(np.isinf(narrow) & np.isfinite(v))
         if beyond.size:
@@ -748,6 +753,14 @@ def _narrow(v, name, result, dtype, first=0):
                 f"{float(v.reshape(-1)[j]):.3e}, beyond the range of {np.dtype(dtype)}: expected "
                 f"|{name}| below {float(np.finfo(dtype).max):.1e}; use a smaller gamma, a "
                 "larger eps, or float64 inputs")
+    if scales and lost.any():  # only below the normal range
+        j = int(np.flatnonzero(lost)[0])
+        raise ValueError(
+            f"in channel {first + j} the coefficient {name} of {result} is "
+            f"{float(v.reshape(-1)[j]):.3e}, so far below the normal range of {np.dtype(dtype)} "
+            f"that it keeps too few digits: expected |{name}| above "
+            f"{float(np.finfo(dtype).smallest_subnormal) * 2**20:.1e}, or 0; use a larger gamma "
+            "or float64 inputs")
     return narrow
 
 
@@ -814,7 +827,6 @@ def _forward_channels(k, x3, y3, running_mean, running_var, eps):
     r = 1/np.sqrt(eps + running_var)
     p = r
     q = -delta*r
-    p = _narrow(p, "p", "y", x3.dtype, k.start)
     q = _narrow(q, "q", "y", x3.dtype, k.start)
     _combine(y3, blocks, None, None, p, q, x3, shift)
 
@@ -845,5 +857,5 @@ def _backward_channels(k, dy3, x3, dx3, running_var, eps):
     blocks = _blocks(x3)
     r = 1/np.sqrt(eps + running_var)
     a = r
-    a = _narrow(a, "a", "dx", x3.dtype, k.start)
+    a = _narrow(a, "a", "dx", x3.dtype, k.start, scales=True)
     _combine(dx3, blocks, dy3, a, None, None)

@@ -271,8 +271,10 @@ def _forward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
     exprs = list(coeffs.values()) + list(coeffs)
     body = _statistics_lines(plan, backend, exprs, ["x3", "y3"], params, "y")
     body += _cse_lines(names, p)
-    body += [f'    {n} = _narrow({n}, "{n}", "y", x3.dtype, k.start)' for n, _ in names]
     arrays = {"xs" if k == XS(S.i) else "": FORWARD_NAMES[k] for k in sorted(coeffs, key=_key)}
+    # p stays float64, as b does: _combine splits it where it is beyond x's dtype's range
+    body += [f'    {n} = _narrow({n}, "{n}", "y", x3.dtype, k.start)' for n, _ in names
+             if n != arrays.get("xs")]
     body += _elementwise("y3", arrays, _keeps_xs(plan, exprs, backend))
     public = [f"def forward({', '.join(['x', *params])}, *, eps=1e-5, axis=-1):",
               f'    """The layer\'s output y, in the dtype of x ({describe_y(spec)})."""']
@@ -281,7 +283,7 @@ def _forward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
         ps = _printer("_scalar_product")
         lines = _math_lines(plan, exprs, ps, LOOP) + _cse_lines(names, ps, LOOP)
         return quick_source("forward", views, used, _sum_names(exprs), lines, arrays,
-                            set(arrays.values()), [])
+                            {n for t, n in arrays.items() if t != "xs"}, [])
     return _pair("forward", ["x3"], "y", params,
                  "The forward pass for channels k (a slice) of x3, written into y3.",
                  public, [], body, quick if _has_quick(plan, backend) else None)
@@ -301,8 +303,8 @@ def _backward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
     body = _statistics_lines(plan, backend, exprs, ["dy3", "x3", "dx3"], params, "dx")
     body += _coefficient_lines(plan, named, _printer())
     # b stays float64 for _combine, which splits it where it is beyond x's dtype's range.
-    body += [f'    {n} = _narrow({n}, "{n}", "dx", x3.dtype, k.start)'
-             for n, _ in named if n in "ac"]
+    body += [f'    {n} = _narrow({n}, "{n}", "dx", x3.dtype, k.start'
+             f'{", scales=True" if n == "a" else ""})' for n, _ in named if n in "ac"]
     arrays = {"dy" if k == G(S.i) else "xs" if k == XS(S.i) else "": COEFFICIENT_NAMES[k]
               for k in sorted(dx, key=_key)}
     body += _elementwise("dx3", arrays, _keeps_xs(plan, exprs, backend))

@@ -518,7 +518,7 @@ def _rows_of_typed(a3, start, stop, fold):
 
 
 _unrolled = numba.literal_unroll  # numba finds it as a global name, not as an attribute
-TINY64 = float(np.finfo(np.float64).tiny)
+TINY64, TINY32 = float(np.finfo(np.float64).tiny), float(np.finfo(np.float32).tiny)
 
 
 @_quick
@@ -549,10 +549,13 @@ def _scalar_product(*factors):
 def _narrowed(v, narrow):
     """One channel's coefficient v as :func:`_narrow` makes it, in float64; NaN: refused.
 
-    Rounded to x's dtype (that of ``narrow``, one element); NaN where it is not finite there.
+    Rounded to x's dtype (that of ``narrow``, one element); NaN where it is not finite there,
+    or not 0 and below float32's normal range (whatever the dtype), where _narrow may refuse it.
     """
     narrow[0] = v
-    return np.float64(narrow[0]) if np.isfinite(narrow[0]) else np.nan
+    if not np.isfinite(narrow[0]) or (abs(narrow[0]) < TINY32 and v != 0):
+        return np.nan
+    return np.float64(narrow[0])
 
 
 @_quick

@@ -289,6 +289,28 @@ def test_steps_below_the_normal_range_are_no_error_under_errstate_raise(spec, ge
             np.testing.assert_array_equal(g, w)
 
 
+def test_float32_coefficients_below_float32s_normal_range(generated, backend):
+    """float32, γ·r below float32's normal range (γ = 1e-20 at a spread of 1e30, γ = 1e-25
+    with a running variance of 1e38): forward, whose p goes split as b does, is accurate; dx,
+    whose a multiplies dy in x's dtype, is a ValueError naming the channel. Both were wrong
+    by their own size, silently (found by a review)."""
+    ns = compiled(generated(symbn.LayerSpec(), backend))
+    x = np.float32([[0.0, 1.0], [1e30, 2.0], [3e30, 4.0]])
+    dy, gamma, beta = np.float32([[1e30, 1.0], [0, 0], [0, 0]]), np.float32([1e-20, 1.0]), \
+        np.zeros(2, np.float32)
+    y = ns["forward"](x, gamma, beta)
+    x64 = x.astype(np.float64)
+    want = gamma * (x64 - x64.mean(0)) / np.sqrt(x64.var(0) + 1e-5)
+    assert np.max(np.abs(y - want) / np.abs(want).max(0)) <= 1e-6
+    with pytest.raises(ValueError, match=r"channel 0 the coefficient a of dx is 8\.\d+e-51, "
+                                         r"so far below the normal range of float32"):
+        ns["backward"](dy, x, gamma)
+    evaluation = compiled(generated(symbn.LayerSpec(mode="eval"), backend))
+    stats = np.array([1e30, 2.0]), np.array([1e38, 1.0])
+    with pytest.raises(ValueError, match=r"channel 0 the coefficient a of dx .* below the normal"):
+        evaluation["backward"](dy, x, np.float32([1e-25, 1.0]), *stats)
+
+
 @pytest.mark.parametrize("spec", [s for s in VARIANTS if s.mode == "train"],
                          ids=lambda s: s.describe())
 def test_float64_products_with_a_cube_stay_in_range(spec, generated, backend):
@@ -340,9 +362,10 @@ def test_b_below_float64s_normal_range_is_a_known_limit(generated, backend):
 
 def test_float32_coefficients_beyond_float32_are_split_or_refused(generated, backend):
     """float32: b beyond float32 (x = ±1e-20, eps = 1e-30: b ~ 1e40) is split like a tiny b and
-    dx is accurate; a or p beyond float32 (γ = 1e37, or a constant channel with eps = 1e-80:
-    inf·0 gave NaN) is a ValueError naming the channel; float64 takes the same inputs, and an
-    infinite γ still propagates."""
+    dx is accurate; a beyond float32 (γ = 1e37: inf·0 gave NaN) is a ValueError naming the
+    channel; p beyond it (a constant channel with eps = 1e-80) is split as b is, and y is β
+    (it was a ValueError); float64 takes the same inputs, and an infinite γ still
+    propagates."""
     std = compiled(generated(symbn.LayerSpec(eps_placement="std"), backend))
     x = np.float32([[1e-20], [-1e-20]])
     dy, one = np.float32([[1.0], [0.0]]), np.ones(1, np.float32)
@@ -354,8 +377,9 @@ def test_float32_coefficients_beyond_float32_are_split_or_refused(generated, bac
     gamma = np.float32([1.0, 1e37])
     with pytest.raises(ValueError, match=r"channel 1 the coefficient a of dx is 3\.015e\+39"):
         ns["backward"](dy.repeat(2, 1), x, gamma)
-    with pytest.raises(ValueError, match=r"channel 0 the coefficient p of y .* float32"):
-        ns["forward"](x, one.repeat(2), np.zeros(2, np.float32), eps=1e-80)
+    beta = np.float32([0.25, -1.5])
+    y = ns["forward"](x, one.repeat(2), beta, eps=1e-80)
+    np.testing.assert_array_equal(y[:, 0], beta[0])
     wide = [a.astype(np.float64) for a in (dy.repeat(2, 1), x, gamma)]
     ref = reference(symbn.LayerSpec(), *wide)
     assert max(relative_errors(symbn.LayerSpec(), ns["backward"](*wide), ref).values()) <= 1e-12
