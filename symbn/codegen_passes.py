@@ -13,6 +13,7 @@ from __future__ import annotations
 from symbn import codegen_numba as numba
 from symbn.codegen_coefficients import COEFFICIENTS, NARROW, PRODUCT
 from symbn.codegen_combine import COMBINE
+from symbn.codegen_quick import QUICK
 from symbn.codegen_threads import AT_ONCE
 
 # The dtypes' limits the sweeps and coefficients check against (TINY: _split's only).
@@ -392,6 +393,6 @@ def passes_source(backend: str = "numpy") -> str:
     """
     if backend == "numba":
         pieces = [RANGES, AT_ONCE, FOLD, numba.SUMS, GUESS["numba"], SAMPLE, numba.PILOT,
-                  CENTRE, PRODUCT, NARROW, numba.COMBINE, numba.QUICK]
+                  CENTRE, PRODUCT, NARROW, numba.COMBINE, QUICK]
         return "\n\n\n".join(piece.strip("\n") for piece in pieces) + "\n"
     return (SWEEPS + COEFFICIENTS).rstrip("\n") + "\n" + COMBINE[backend]

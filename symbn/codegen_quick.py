@@ -3,14 +3,212 @@
 A module :mod:`symbn.codegen` writes with ``backend="numba"`` has, beside each training group
 function (``_backward_channels``, ``_forward_channels``), a compiled ``_<name>_quick`` that
 runs the same printed per-channel lines (printed for scalars, a product by
-``_scalar_product``) in a loop over the channels, between the same kernels; ``_fastest`` (text
-in :mod:`symbn.codegen_numba`) calls it on small arrays and falls back on the group function.
+``_scalar_product``) in a loop over the channels, between the same kernels; ``_fastest`` calls
+it on small arrays and falls back on the group function. QUICK is the text of what they call,
+copied verbatim into the module after the numba backend's kernels (:mod:`symbn.codegen_numba`).
 """
 
 from __future__ import annotations
 
 SCRATCH = 9  # rows of ``values`` before the coefficients: 4 sums, 4 of scratch, the shift
 TERMS = ("dy", "xs", "")  # the elementwise pass's terms, in the order _combine_kernel takes them
+
+QUICK = '''
+def _fastest(quick, rows, results, group, k, *args):
+    """``group(k, *args)``, by ``quick(*args, values)`` where it can be: one compiled call.
+
+    The printed per-channel lines of a group function run in its quick function (numba), one
+    channel at a time, between the same kernels: on one group of channels of fewer than SPLIT
+    elements with Q = 1 (a larger array is swept in halves at once, which only the group
+    function does; Q > 1 takes another sum kernel, whose compiling did not pay), views and
+    parameters C-contiguous float32 or float64. ``values`` is its scratch space, of ``rows``
+    per-channel rows (so that tracemalloc sees it), the rows ``results`` what the group
+    function returns. A quick function returns False where the group function does more than
+    one plain sweep and the printed lines (a poor first guess, inf or NaN, a spread near the
+    dtype's limits, a product or a coefficient that needs care), and the group function then
+    computes the group from the start. Where both run to the end they give the same bits (a
+    test compares them on every variant).
+
+    Only a module numba keeps on disk (read from a file, see :func:`_jit`) has them: compiling
+    the quick functions took about 7 s per dtype here, which pays where it is done once, not
+    in every process (a module made by symbn.codegen.load, in memory).
+    """
+    arrays = args[:-1]
+    n_c = arrays[0].shape[1]
+    if (k.start == 0 and k.stop == n_c and arrays[0].size < SPLIT and not _NO_QUICK
+            and hasattr(quick, "cached") and arrays[0].shape[2] == 1
+            and all(a.dtype in (np.float32, np.float64) and a.flags.c_contiguous
+                    for a in arrays)):
+        values = np.empty((rows, n_c))
+        try:
+            if quick(*args, values):
+                return tuple(values[r] for r in results)
+        except ModuleNotFoundError:  # a kernel's cache names a module not importable here
+            _NO_QUICK.append(True)
+    return group(k, *args)
+
+
+_NO_QUICK = []  # not empty once the quick functions cannot be compiled in this process
+
+
+def _inner(kernel):
+    """``kernel`` as compiled code calls it: numba cannot call the wrapper of _or_compiled.
+
+    The kernel numba caches: compiling a quick function then reads it from the cache, or
+    compiles it once for both paths. Where that cache names a module this process cannot
+    import (see :func:`_or_compiled`), compiling a quick function fails, and _fastest no longer
+    tries it.
+    """
+    return getattr(kernel, "cached", kernel)
+
+
+_pilot_inner, _row_sums_inner, _combine_inner = (
+    _inner(kernel) for kernel in (_pilot_kernel, _row_sums_kernel, _combine_kernel))
+_sample_steps_inner, _fold_inner = (numba.njit(nogil=True)(f) for f in (_sample_steps, _fold))
+_quick = numba.njit(nogil=True, error_model="numpy")  # x/0 is inf, as in NumPy, not an error
+
+
+@_quick
+def _quick_sums(x3, dy3, values):
+    """What _pilot and _centred_sums make of a quick function's group; False where not that.
+
+    Into values[:4], Σ xs², Σ xs, Σ dy and Σ dy·xs (0 without dy3) per channel, from the
+    first guess of :func:`_pilot` (in values[8], float64 values of x's dtype), by the kernels
+    of :func:`_kernel_sums` on the same rows (rows 4 to 7 are their scratch), so the same
+    bits. False where :func:`_centred_sums` would sweep again or raise: a sum not finite, a
+    guess more than FAR allows from the mean, or a spread beyond float32's SPREAD (whatever the
+    dtype). Loops, not array expressions, which take numba seconds to compile; (np.int64(0), n)
+    is a kernel's range typed as from Python (numba types a 0 written here as a literal).
+    """
+    n_p, n_c, n_q = x3.shape
+    m = n_p * n_q
+    step_p, step_q = _sample_steps_inner(x3)
+    out, scratch, shift = values[0:4], values[4:8], values[8]
+    for k in range(n_c):
+        shift[k] = 0.0
+    _pilot_inner(x3, step_p, step_q, shift)
+    count = -(-n_p // step_p) * -(-n_q // step_q)
+    narrow = np.empty(1, x3.dtype)
+    for k in range(n_c):
+        narrow[0] = shift[k] / count
+        shift[k] = narrow[0]
+    for j in range(4):
+        for k in range(n_c):
+            out[j, k] = 0.0
+    fold, even = _fold_inner(n_p, n_c, WIDE)
+    for start, stop, f in ((0, even, fold), (even, n_p, 1)):
+        if stop > start:
+            _add_row_sums(x3, dy3, shift, start, stop, f, out, scratch)
+    for k in range(n_c):
+        delta = out[1, k] / m
+        if not (np.isfinite(out[0, k]) and delta * delta <= FAR * out[0, k] / m
+                and out[0, k] / m <= SPREAD_SQUARED):
+            return False
+    return True
+
+
+SPREAD_SQUARED = float(np.finfo(np.float32).max) ** 2  # the smaller SPREAD, squared
+
+
+@_quick
+def _add_row_sums(x3, dy3, shift, start, stop, fold, out, scratch):
+    """Add to ``out`` the (4, C) sums of rows start..stop of (P, C, 1) x3 (and dy3).
+
+    The rows are read fold at a time, as :func:`_kernel_sums` reads them: each of the fold
+    columns of a channel added in turn (a fold allocates 3 (4, fold·C) arrays, fold·C below
+    2·WIDE elements).
+    """
+    n_c = x3.shape[1]
+    rows = (stop - start) // fold
+    if fold == 1:
+        _row_sums_inner(_rows_of(x3, start, stop, 1), _rows_of(dy3, start, stop, 1), shift,
+                        (np.int64(0), rows), out, scratch)  # the kernel adds to out
+        return
+    centre = np.empty(fold * n_c)
+    for j in range(fold * n_c):
+        centre[j] = shift[j % n_c]
+    sums = np.zeros((4, fold * n_c))
+    _row_sums_inner(_rows_of(x3, start, stop, fold), _rows_of(dy3, start, stop, fold), centre,
+                    (np.int64(0), rows), sums, np.empty((4, fold * n_c)))
+    for i in range(4):
+        for k in range(n_c):
+            total = sums[i, k]
+            for j in range(1, fold):
+                total += sums[i, j * n_c + k]
+            out[i, k] += total
+
+
+def _rows_of(a3, start, stop, fold):
+    """Rows start..stop of a (P, C, 1) array read fold at a time, (rows, fold·C); None: None.
+
+    Compiled code only: see :func:`_rows_of_typed`.
+    """
+    raise NotImplementedError("called from compiled code only")
+
+
+@numba.extending.overload(_rows_of)
+def _rows_of_typed(a3, start, stop, fold):
+    """The compiled :func:`_rows_of`, chosen by a3's type: None stays None."""
+    if isinstance(a3, numba.types.NoneType):
+        return lambda a3, start, stop, fold: None
+
+    def rows(a3, start, stop, fold):
+        n_c = a3.shape[1]
+        flat = a3.reshape(-1)[start * n_c:stop * n_c]
+        return flat.reshape((stop - start) // fold, fold * n_c)
+    return rows
+
+
+_unrolled = numba.literal_unroll  # numba finds it as a global name, not as an attribute
+TINY64, TINY32 = float(np.finfo(np.float64).tiny), float(np.finfo(np.float32).tiny)
+
+
+@_quick
+def _scalar_product(*factors):
+    """:func:`_product` of one channel's ``(value, power)`` factors, as plain as it is there.
+
+    The factors multiplied in turn, as :func:`_in_turn` multiplies them; NaN where
+    :func:`_product` may not take that plain product: a product not finite, or a step that
+    fell below float64's normal range (a result below it from a zero factor is exact).
+    """
+    out = 1.0
+    for factor in _unrolled(factors):
+        value, power = factor
+        for _ in range(abs(power)):
+            before = out
+            if power > 0:
+                out = out * value
+                low = abs(out) < TINY64 and before != 0 and value != 0
+            else:
+                out = out / value
+                low = abs(out) < TINY64 and before != 0
+            if low:
+                return np.nan
+    return out if np.isfinite(out) else np.nan
+
+
+@_quick
+def _narrowed(v, narrow):
+    """One channel's coefficient v as :func:`_narrow` makes it, in float64; NaN: refused.
+
+    Rounded to x's dtype (that of ``narrow``, one element); NaN where it is not finite there,
+    or not 0 and below float32's normal range (whatever the dtype), where _narrow may refuse it.
+    """
+    narrow[0] = v
+    if not np.isfinite(narrow[0]) or (abs(narrow[0]) < TINY32 and v != 0):
+        return np.nan
+    return np.float64(narrow[0])
+
+
+@_quick
+def _finite(values, first):
+    """Whether rows ``first`` on of ``values`` are all finite."""
+    for j in range(first, values.shape[0]):
+        for k in range(values.shape[1]):
+            if not np.isfinite(values[j, k]):
+                return False
+    return True
+'''
 
 
 def quick_source(name: str, views: list[str], params: list[str], sums: list[str],
@@ -65,4 +263,4 @@ def quick_source(name: str, views: list[str], params: list[str], sums: list[str]
     return body, SCRATCH + len(stored), tuple(row[r] for r in results)
 
 
-__all__ = ["quick_source"]
+__all__ = ["QUICK", "quick_source"]
