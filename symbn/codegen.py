@@ -272,9 +272,7 @@ def _forward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
     body = _statistics_lines(plan, backend, exprs, ["x3", "y3"], params, "y")
     body += _cse_lines(names, p)
     arrays = {"xs" if k == XS(S.i) else "": FORWARD_NAMES[k] for k in sorted(coeffs, key=_key)}
-    # p stays float64, as b does: _combine splits it where it is beyond x's dtype's range
-    body += [f'    {n} = _narrow({n}, "{n}", "y", x3.dtype, k.start)' for n, _ in names
-             if n != arrays.get("xs")]
+    body += _narrow_lines(arrays, "y")
     body += _elementwise("y3", arrays, _keeps_xs(plan, exprs, backend))
     public = [f"def forward({', '.join(['x', *params])}, *, eps=1e-5, axis=-1):",
               f'    """The layer\'s output y, in the dtype of x ({describe_y(spec)})."""']
@@ -283,7 +281,7 @@ def _forward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
         ps = _printer("_scalar_product")
         lines = _math_lines(plan, exprs, ps, LOOP) + _cse_lines(names, ps, LOOP)
         return quick_source("forward", views, used, _sum_names(exprs), lines, arrays,
-                            {n for t, n in arrays.items() if t != "xs"}, [])
+                            set(_narrowed(arrays)), [])
     return _pair("forward", ["x3"], "y", params,
                  "The forward pass for channels k (a slice) of x3, written into y3.",
                  public, [], body, quick if _has_quick(plan, backend) else None)
@@ -302,11 +300,9 @@ def _backward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
     results = [n for n, _ in named if n.startswith("d")]
     body = _statistics_lines(plan, backend, exprs, ["dy3", "x3", "dx3"], params, "dx")
     body += _coefficient_lines(plan, named, _printer())
-    # b stays float64 for _combine, which splits it where it is beyond x's dtype's range.
-    body += [f'    {n} = _narrow({n}, "{n}", "dx", x3.dtype, k.start'
-             f'{", scales=True" if n == "a" else ""})' for n, _ in named if n in "ac"]
     arrays = {"dy" if k == G(S.i) else "xs" if k == XS(S.i) else "": COEFFICIENT_NAMES[k]
               for k in sorted(dx, key=_key)}
+    body += _narrow_lines(arrays, "dx")
     body += _elementwise("dx3", arrays, _keeps_xs(plan, exprs, backend))
     if results:
         body.append(f"    return {', '.join(f'{n}.reshape(-1)' for n in results)}")
@@ -320,12 +316,30 @@ def _backward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
         ps = _printer("_scalar_product")
         lines = _math_lines(plan, exprs, ps, LOOP) + _coefficient_lines(plan, named, ps, LOOP)
         return quick_source("backward", views, used, _sum_names(exprs), lines, arrays,
-                            {"a", "c"}, results)
+                            set(_narrowed(arrays)), results)
     return _pair("backward", ["dy3", "x3"], "dx", params, doc, public, results, body,
                  quick if _has_quick(plan, backend) else None)
 
 
 LOOP = "        "  # the indent of a quick function's per-channel lines
+
+
+def _narrowed(terms: dict[str, str]) -> list[str]:
+    """The coefficients taken in x's dtype: all but that of xs (b, p).
+
+    That one stays float64: _combine splits it where it is beyond x's dtype's range.
+    """
+    return [n for t, n in terms.items() if t != "xs"]
+
+
+def _narrow_lines(terms: dict[str, str], result: str) -> list[str]:
+    """The lines narrowing :func:`_narrowed`'s coefficients (see the module's _narrow).
+
+    dy's (a) is refused too where it keeps too few digits.
+    """
+    scales = {terms.get("dy")}
+    return [f'    {n} = _narrow({n}, "{n}", "{result}", x3.dtype, k.start'
+            f'{", scales=True" if n in scales else ""})' for n in _narrowed(terms)]
 
 
 def _has_quick(plan: Plan, backend: str) -> bool:
