@@ -65,7 +65,8 @@ def _passes(backend: str) -> str:
     if backend == "numba":
         return ("Channels go in groups of at most GROUP, each computed end to end, in two passes "
                 "over the data compiled by numba: the sums, and dx (or y). They read x and dy "
-                "in their dtype and compute in float64, each result rounded once; an array of "
+                "in their dtype; the sums accumulate in float64, and dx (or y) is computed in "
+                "x's dtype, as the other backends compute it; an array of "
                 "SPLIT elements or more is swept in two halves at once (the second offered to a "
                 "worker thread kept for later calls).")
     return ("Every sum accumulates in float64 (float32 blocks are copied to float64 first, so "

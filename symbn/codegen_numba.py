@@ -3,8 +3,9 @@
 Text copied verbatim into a module :mod:`symbn.codegen` writes with ``backend="numba"``, in
 place of the NumPy backends' block-by-block sums, first guess at the mean and elementwise
 pass; everything else (the checks, the worker thread, the shift's correction, the per-channel
-coefficients) is the same text. The loops read x and dy in their own dtype and compute in
-float64, so that float32 data needs no float64 copies, and each pass reads the data once.
+coefficients, the split of b) is the same text. The loops read x and dy in their own dtype,
+so that float32 data needs no float64 copies, and each pass reads the data once: the sums
+accumulate in float64, the elementwise pass computes in x's dtype as the NumPy backends' does.
 The quick functions for small arrays are :mod:`symbn.codegen_quick`'s. numba is an optional
 dependency.
 """
@@ -220,8 +221,43 @@ def _sums(x3, shift, blocks, dy3=None, squares=True, keep=None):
     ``blocks`` and ``keep`` are not used.
     """
     totals = _kernel_sums(x3, dy3, shift.reshape(-1).astype(np.float64))
+    if x3.dtype == np.float32:
+        _beyond(x3, shift.reshape(-1), totals[0])
     wanted = ([0, 1] if squares else []) + ([2, 3] if dy3 is not None else [])
     return tuple(totals[k].reshape(1, -1, 1) for k in wanted)
+
+
+# Σ xs² above this, some float32 xs may be beyond float32's range (every |xs| is below √Σ xs²)
+NEAR = float(np.finfo(np.float32).max) ** 2 * (1 - 2.0**-20)
+
+
+def _beyond(x3, shift, squares):
+    """Set Σ xs² (``squares``, per channel) to inf where some float32 x - shift is beyond float32.
+
+    The sums take xs in float64, where it cannot overflow; the elementwise pass takes it in
+    float32, as the NumPy backends' passes do, where it can (x = 3.3e38 among values of -3.3e38
+    in a channel: x - mean is about 6.6e38, though the spread's root mean square is within
+    range). Only a channel whose Σ xs² is above NEAR can hold such an xs, and only those are
+    read again (by :func:`_beyond_kernel`). An inf sends :func:`_centred_sums` to the mean,
+    and where x - mean is beyond float32 too, to its ValueError, as the NumPy backends' own
+    float32 sums do.
+    """
+    near = np.flatnonzero(squares > NEAR)
+    if near.size:
+        beyond = np.zeros(len(squares), np.bool_)
+        _beyond_kernel(x3, shift, near, beyond)
+        squares[beyond] = np.inf
+
+
+@_jit()
+def _beyond_kernel(x3, shift, channels, beyond):
+    """Set beyond[k] where some finite x - shift[k] is inf in x's dtype, for k in ``channels``."""
+    for p in range(x3.shape[0]):
+        for k in channels:
+            for q in range(x3.shape[2]):
+                v = x3[p, k, q]
+                if np.isinf(v - shift[k]) and np.isfinite(v):
+                    beyond[k] = True
 
 
 def _kernel_sums(x3, dy3, shift):
@@ -287,60 +323,76 @@ def _pilot_kernel(x3, step_p, step_q, total):
 
 COMBINE = '''
 @_jit()
-def _combine_kernel(out3, dy3, x3, a, b, c, shift, rows, channels):
-    """out3 = a·dy + b·(x - shift) + c on ``rows`` × ``channels`` (ranges), in float64.
+def _combine_kernel(out3, dy3, x3, a, b, c, shift, scale, rows, channels):
+    """out3 = a·dy + b·(x - shift) + c on ``rows`` × ``channels`` (ranges), in out3's dtype.
 
-    The coefficients are per channel, float64; each value is rounded once, to out3's dtype.
-    A coefficient that is None leaves its term out: numba compiles a version without it (it
-    drops code under ``if v is not None`` where v is None). The sum starts from -0.0, which
-    keeps the sign of a zero term. With Q = 1 a row runs along the channels (all of them:
-    numba vectorizes a loop from 0 only), else along Q.
+    The coefficients are per channel, in out3's dtype, b split as the NumPy backends take it
+    (b·2^e, with ``scale`` 2^-e, or None: see :func:`_split`). Each value is made as their
+    pass makes it, one rounding at a time in the dtype: ((x - shift)·scale)·b, plus dy·a, plus
+    c, so that given the same coefficients the bits are theirs (a test compares them); float32
+    arithmetic runs twice as fast as float64's. A coefficient that is None leaves its term out:
+    numba compiles a version without it (it drops code under ``if v is not None`` where v is
+    None). With Q = 1 a row runs along the channels (all of them: numba vectorizes a loop from
+    0 only), else along Q.
     """
     n_c, n_q = out3.shape[1], out3.shape[2]
     for p in range(rows[0], rows[1]):
         if n_q == 1:
             for k in range(n_c):
-                v = -0.0
                 if b is not None:
-                    v = b[k] * (np.float64(x3[p, k, 0]) - shift[k])
-                if a is not None:
-                    v += a[k] * np.float64(dy3[p, k, 0])
+                    v = x3[p, k, 0] - shift[k]
+                    if scale is not None:
+                        v = v * scale[k]
+                    v = v * b[k]
+                    if a is not None:
+                        v = v + dy3[p, k, 0] * a[k]
+                if a is not None:  # numba drops code under "is not None" of a None only
+                    if b is None:
+                        v = dy3[p, k, 0] * a[k]
                 if c is not None:
-                    v += c[k]
+                    v = v + c[k]
                 out3[p, k, 0] = v
             continue
+        zero = out3.dtype.type(0)
         for k in range(channels[0], channels[1]):
-            ak = bk = ck = sk = 0.0
+            ak = bk = ck = sk = ek = zero
             if b is not None:
                 bk, sk = b[k], shift[k]
+                if scale is not None:
+                    ek = scale[k]
             if a is not None:
                 ak = a[k]
             if c is not None:
                 ck = c[k]
             out = out3[p, k]
             for q in range(out.size):
-                v = -0.0
                 if b is not None:
-                    v = bk * (np.float64(x3[p, k, q]) - sk)
-                if a is not None:
-                    v += ak * np.float64(dy3[p, k, q])
+                    v = x3[p, k, q] - sk
+                    if scale is not None:
+                        v = v * ek
+                    v = v * bk
+                    if a is not None:
+                        v = v + dy3[p, k, q] * ak
+                if a is not None:  # numba drops code under "is not None" of a None only
+                    if b is None:
+                        v = dy3[p, k, q] * ak
                 if c is not None:
-                    v += ck
+                    v = v + ck
                 out[q] = v
 
 
 def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
-    """Write a·dy + b·(x3 - shift) + c into out3 in one compiled pass, in float64.
+    """Write a·dy + b·(x3 - shift) + c into out3 in one compiled pass (see _combine_kernel).
 
-    a and c are per channel, in the dtype of x, b per channel (float64, or x's dtype in the
-    forward pass); all are taken in float64, so that b needs no splitting in two factors, as
-    the NumPy backends' float32 pass does where b is beyond float32. A term whose coefficient is
-    None is left out; ``blocks`` is not used. On a large array the rows of P (or with one row,
-    the channels) are cut in two halves, swept at once; with Q = 1, short rows are folded as
-    the sums fold them (see :func:`_folding`).
+    a, c and the shift are per channel, in the dtype of x; b is per channel in float64, split
+    here as the NumPy backends split it (see :func:`_split`). A term whose coefficient is None
+    is left out; ``blocks`` is not used. On a large array the rows of P (or with one row, the
+    channels) are cut in two halves, swept at once; with Q = 1, short rows are folded as the
+    sums fold them (see :func:`_folding`).
     """
-    values = [None if v is None else v.reshape(-1).astype(np.float64, copy=False)
-              for v in (a, b, c, shift)]
+    b, scale = (None, None) if b is None else _split(b, out3.dtype)
+    values = [None if v is None else v.reshape(-1).astype(out3.dtype, copy=False)
+              for v in (a, b, c, shift, scale)]
     n_p, n_c, n_q = out3.shape
     if n_q > 1:
         if n_p > 1:
@@ -363,7 +415,7 @@ def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
 def _combine_rows(arrays, values):
     """:func:`_combine_kernel` on all rows of (P, K, 1) ``arrays`` (out, dy, x).
 
-    ``values`` (a, b, c, shift) hold K values each; the rows go in halves at once on a
+    ``values`` (a, b, c, shift, scale) hold K values each; the rows go in halves at once on a
     large array.
     """
     out = arrays[0]

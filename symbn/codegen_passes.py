@@ -11,7 +11,7 @@ or the numba backend's passes (:mod:`symbn.codegen_numba`).
 from __future__ import annotations
 
 from symbn import codegen_numba as numba
-from symbn.codegen_coefficients import COEFFICIENTS, NARROW, PRODUCT
+from symbn.codegen_coefficients import COEFFICIENTS, NARROW, PRODUCT, SPLIT
 from symbn.codegen_combine import COMBINE
 from symbn.codegen_quick import QUICK
 from symbn.codegen_threads import AT_ONCE
@@ -388,11 +388,11 @@ def passes_source(backend: str = "numpy") -> str:
     """The sweeps, the per-channel coefficients' helpers, then ``backend``'s elementwise pass.
 
     The numba backend has its own sums, first guess and elementwise pass
-    (:mod:`symbn.codegen_numba`), and none of the NumPy backends' block machinery or _split;
-    the worker thread (_at_once) is every backend's.
+    (:mod:`symbn.codegen_numba`), and none of the NumPy backends' block machinery; the worker
+    thread (_at_once) and the split of b (_split) are every backend's.
     """
     if backend == "numba":
-        pieces = [RANGES, AT_ONCE, FOLD, numba.SUMS, GUESS["numba"], SAMPLE, numba.PILOT,
-                  CENTRE, PRODUCT, NARROW, numba.COMBINE, QUICK]
+        pieces = [TINY, RANGES, AT_ONCE, FOLD, numba.SUMS, GUESS["numba"], SAMPLE, numba.PILOT,
+                  CENTRE, PRODUCT, SPLIT, NARROW, numba.COMBINE, QUICK]
         return "\n\n\n".join(piece.strip("\n") for piece in pieces) + "\n"
     return (SWEEPS + COEFFICIENTS).rstrip("\n") + "\n" + COMBINE[backend]

@@ -11,6 +11,7 @@ copied verbatim into the module after the numba backend's kernels (:mod:`symbn.c
 from __future__ import annotations
 
 SCRATCH = 9  # rows of ``values`` before the coefficients: 4 sums, 4 of scratch, the shift
+SHIFT = SCRATCH - 1  # the shift's row
 TERMS = ("dy", "xs", "")  # the elementwise pass's terms, in the order _combine_kernel takes them
 
 QUICK = '''
@@ -76,9 +77,10 @@ def _quick_sums(x3, dy3, values):
     first guess of :func:`_pilot` (in values[8], float64 values of x's dtype), by the kernels
     of :func:`_kernel_sums` on the same rows (rows 4 to 7 are their scratch), so the same
     bits. False where :func:`_centred_sums` would sweep again or raise: a sum not finite, a
-    guess more than FAR allows from the mean, or a spread beyond float32's SPREAD (whatever the
-    dtype). Loops, not array expressions, which take numba seconds to compile; (np.int64(0), n)
-    is a kernel's range typed as from Python (numba types a 0 written here as a literal).
+    guess more than FAR allows from the mean, or a Σ xs² above NEAR (whatever the dtype), where
+    :func:`_sums` looks further and the spread may be beyond float32's SPREAD. Loops, not
+    array expressions, which take numba seconds to compile; (np.int64(0), n) is a kernel's
+    range typed as from Python (numba types a 0 written here as a literal).
     """
     n_p, n_c, n_q = x3.shape
     m = n_p * n_q
@@ -102,12 +104,9 @@ def _quick_sums(x3, dy3, values):
     for k in range(n_c):
         delta = out[1, k] / m
         if not (np.isfinite(out[0, k]) and delta * delta <= FAR * out[0, k] / m
-                and out[0, k] / m <= SPREAD_SQUARED):
+                and out[0, k] <= NEAR):
             return False
     return True
-
-
-SPREAD_SQUARED = float(np.finfo(np.float32).max) ** 2  # the smaller SPREAD, squared
 
 
 @_quick
@@ -161,6 +160,7 @@ def _rows_of_typed(a3, start, stop, fold):
 
 _unrolled = numba.literal_unroll  # numba finds it as a global name, not as an attribute
 TINY64, TINY32 = float(np.finfo(np.float64).tiny), float(np.finfo(np.float32).tiny)
+BIG32, UNSPLIT = float(np.finfo(np.float32).max), float(TINY[np.dtype(np.float32)])
 
 
 @_quick
@@ -188,16 +188,30 @@ def _scalar_product(*factors):
 
 
 @_quick
-def _narrowed(v, narrow):
-    """One channel's coefficient v as :func:`_narrow` makes it, in float64; NaN: refused.
+def _narrowed(v, narrow, low):
+    """One channel's coefficient v as _narrow or _split leaves it, in float64; NaN: refused.
 
-    Rounded to x's dtype (that of ``narrow``, one element); NaN where it is not finite there,
-    or not 0 and below float32's normal range (whatever the dtype), where _narrow may refuse it.
+    Rounded to x's dtype (that of ``narrow``, one element); NaN where the group function may
+    do more than that (whatever the dtype, by float32's limits, with a margin for the
+    rounding): where it is not below float32's largest there, or not 0 and below twice
+    ``low``. A coefficient _narrow takes has ``low`` float32's normal range, below which it may
+    be refused; b, which _split takes, has TINY's, below which it is split.
     """
     narrow[0] = v
-    if not np.isfinite(narrow[0]) or (abs(narrow[0]) < TINY32 and v != 0):
+    size = abs(narrow[0])
+    if not size < BIG32 or (size < 2 * low and v != 0):  # NaN: not below
         return np.nan
     return np.float64(narrow[0])
+
+
+@_quick
+def _in_dtype(values, first, stop, narrow):
+    """Rows ``first`` to ``stop`` of ``values``, in x's dtype (that of ``narrow``)."""
+    out = np.empty((stop - first, values.shape[1]), narrow.dtype)
+    for j in range(stop - first):
+        for k in range(values.shape[1]):
+            out[j, k] = values[first + j, k]
+    return out
 
 
 @_quick
@@ -209,6 +223,17 @@ def _finite(values, first):
                 return False
     return True
 '''
+
+
+def _stored(name: str, narrowed: set[str], results: list[str]) -> str:
+    """What a quick function stores of ``name``.
+
+    A result as it is, a coefficient as the group function takes it (see the module's
+    _narrowed).
+    """
+    if name in results:
+        return name
+    return f"_narrowed({name}, narrow, {'TINY32' if name in narrowed else 'UNSPLIT'})"
 
 
 def quick_source(name: str, views: list[str], params: list[str], sums: list[str],
@@ -229,7 +254,7 @@ def quick_source(name: str, views: list[str], params: list[str], sums: list[str]
     >>> rows, results, lines[1]
     (10, (), 'def _forward_quick(x3, y3, gamma3, eps, values):')
     >>> lines[-2]
-    '    _combine_inner(y3, None, x3, None, values[9], None, values[8], rows, channels)'
+    '    _combine_inner(y3, None, x3, None, cast[1], None, cast[0], None, rows, channels)'
     """
     stored = [*(terms[t] for t in TERMS if t in terms), *results]
     row = {n: SCRATCH + j for j, n in enumerate(stored)}
@@ -249,16 +274,16 @@ def quick_source(name: str, views: list[str], params: list[str], sums: list[str]
         f"        {', '.join(sums)} = {', '.join(f'values[{j}, k]' for j in range(len(sums)))}",
         *(f"        {p} = np.float64({p}3[0, k, 0])" for p in params),
         *lines,
-        *(f"        values[{row[n]}, k] = {f'_narrowed({n}, narrow)' if n in narrowed else n}"
-          for n in stored),
+        *(f"        values[{row[n]}, k] = {_stored(n, narrowed, results)}" for n in stored),
         f"    if not _finite(values, {SCRATCH}):",
         "        return False",
         "    rows, channels = (np.int64(0), n_p), (np.int64(0), n_c)  # as typed from Python",
+        f"    cast = _in_dtype(values, {SHIFT}, {SCRATCH + len(stored) - len(results)}, narrow)",
     ]
-    coefficient = [f"values[{row[terms[t]]}]" if t in terms else "None" for t in TERMS]
-    x, shift = ("x3", "values[8]") if "xs" in terms else ("None", "None")
+    coefficient = [f"cast[{row[terms[t]] - SHIFT}]" if t in terms else "None" for t in TERMS]
+    x, shift = ("x3", "cast[0]") if "xs" in terms else ("None", "None")
     body.append(f"    _combine_inner({out}, {dy if 'dy' in terms else 'None'}, {x}, "
-                f"{', '.join(coefficient)}, {shift}, rows, channels)")
+                f"{', '.join(coefficient)}, {shift}, None, rows, channels)")
     body.append("    return True")
     return body, SCRATCH + len(stored), tuple(row[r] for r in results)
 

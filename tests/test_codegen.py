@@ -982,6 +982,32 @@ def test_float32_halves_near_plus_and_minus_2e38_stay_accurate(generated, backen
     assert max(relative_errors(spec, got, ref).values()) <= 1e-6
 
 
+def test_float32_x_minus_mean_beyond_float32_is_refused(generated, backend):
+    """Channel 1 of float32 x: seven -3.3e38 and one 3.3e38, so x - mean (5.8e38) is beyond
+    float32 while the spread's root mean square (2.2e38) is not; every backend refuses it,
+    forward and backward (the numba backend's float64 sums did not overflow, and its float32
+    pass gave inf: a review's case). Channel 1 of ±3e38 alternating, whose Σ xs² is as large
+    but every x - mean within range, is computed, accurately."""
+    spec = symbn.LayerSpec()
+    ns = compiled(generated(spec, backend))
+    rng = np.random.default_rng(26)
+    x = rng.standard_normal((8, 2)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    gamma, beta = np.ones(2, np.float32), np.zeros(2, np.float32)
+    x[:, 1] = -3.3e38
+    x[0, 1] = 3.3e38
+    message = "x's channel 1 spreads too far from its mean for float32"
+    with pytest.raises(ValueError, match=message):
+        ns["backward"](dy, x, gamma)
+    with pytest.raises(ValueError, match=message):
+        ns["forward"](x, gamma, beta)
+    x[:, 1] = np.float32(3e38) * np.float32([1, -1] * 4)
+    got = ns["backward"](dy, x, gamma)
+    ref = reference(spec, dy, x, gamma)
+    assert max(relative_errors(spec, got, ref).values()) <= 1e-6
+    assert np.isfinite(ns["forward"](x, gamma, beta)).all()
+
+
 @pytest.mark.parametrize("offset", [0.99, 0.55])
 def test_tall_float64_blocks_sum_constant_dy_accurately(offset, generated, backend):
     """(2^18, 2) float64, dy = 0.1, the guess at the mean `offset`·σ away: sums down 2^17 rows

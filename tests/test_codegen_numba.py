@@ -384,3 +384,38 @@ def test_the_first_guess_is_the_mean_of_the_numpy_backends_sample(source, shape)
     assert got.shape == (1, shape[1], 1) and got.dtype == np.float32
     np.testing.assert_allclose(got.reshape(-1), want, rtol=1e-6)
     assert np.isfinite(got).all()
+
+
+# (P, C, Q) of the elementwise pass: folded rows, rows as they are, Q > 1, one row of P
+COMBINE_SHAPES = [(301, 5, 1), (64, 80, 1), (6, 3, 63), (1, 6, 40)]
+
+
+@pytest.mark.parametrize("shape", COMBINE_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("terms", ["abc", "bc", "a"])
+def test_the_elementwise_pass_gives_the_numpy_backends_bits(source, shape, dtype, terms):
+    """numba's _combine computes each value as the NumPy backend's does, rounding in x's
+    dtype at each step, so that given the same coefficients both give the same bits: a·dy +
+    b·xs + c (backward), b·xs + c (forward), a·dy (eval's backward); in float32, b beyond the
+    dtype's range and below TINY, which both split. Computed in float64, float32 values
+    differ in about one in three."""
+    ns, reference_ns = compiled(source), compiled(codegen.generate_module(SPEC))
+    rng = np.random.default_rng(41)
+    n_c = shape[1]
+    spread = np.ones((1, n_c, 1))
+    b = rng.standard_normal((1, n_c, 1))
+    if dtype == np.float32 and n_c >= 4:  # b split: beyond float32, below TINY
+        spread[0, :2, 0], b[0, :2, 0] = (1e-35, 1e30), (1e40, -1e-35)
+    x3 = (spread * rng.standard_normal(shape) + 3.0 * spread).astype(dtype)
+    dy3 = rng.standard_normal(shape).astype(dtype)
+    shift = (3.0 * spread).astype(dtype)
+    a, c = (rng.standard_normal((1, n_c, 1)).astype(dtype) for _ in range(2))
+    given = {"a": a, "b": b, "c": c}
+    args = [given[t] if t in terms else None for t in "abc"]
+    dy = dy3 if "a" in terms else None
+    x, centre = (x3, shift) if "b" in terms else (None, None)
+    got = ns["_combine"](np.empty_like(x3), None, dy, *args, x, centre)
+    want = reference_ns["_combine"](np.empty_like(x3), reference_ns["_blocks"](x3), dy, *args,
+                                    x, centre)
+    assert got.dtype == dtype and np.isfinite(want).all()
+    assert np.array_equal(got.view(np.uint8), want.view(np.uint8))
