@@ -18,7 +18,7 @@ import pytest
 import sympy as sp
 
 import symbn
-from symbn import codegen, codegen_plan
+from symbn import codegen, codegen_lines, codegen_plan
 from symbn import symbols as S
 from symbn.codegen_reference import reference, relative_errors
 from symbn.commands import codegen as command
@@ -448,7 +448,7 @@ def test_c_in_a_and_b_is_not_used_where_it_does_not_hold():
     coeffs[sp.Integer(1)] *= sp.Rational(1001, 1000)
     assert codegen_plan._c_in_a_b([coeffs]) == (None, [])
     with pytest.raises(ProofError):  # the printed line is checked against the proven form
-        codegen._c_line(-codegen_plan.A * codegen_plan.SUM_G / S.m)
+        codegen_lines.c_line(-codegen_plan.A * codegen_plan.SUM_G / S.m)
 
 
 def test_generation_is_deterministic_across_processes(generated):
