@@ -37,6 +37,7 @@ import sympy as sp
 from symbn import symbols as S
 from symbn.codegen_docstring import describe_y, module_docstring, parameters
 from symbn.codegen_lines import (
+    at_mean_lines,
     coefficient_lines,
     cse_lines,
     elementwise,
@@ -139,6 +140,7 @@ def _forward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
     body = statistics_lines(plan, backend, exprs, ["x3", "y3"], params, "y")
     body += cse_lines(names, p)
     arrays = {"xs" if k == XS(S.i) else "": FORWARD_NAMES[k] for k in sorted(coeffs, key=_key)}
+    body += at_mean_lines(plan, arrays, keeps_xs(plan, exprs, backend))
     body += narrow_lines(arrays, "y")
     body += elementwise("y3", arrays, keeps_xs(plan, exprs, backend))
     public = [f"def forward({', '.join(['x', *params])}, *, eps=1e-5, axis=-1):",
@@ -169,6 +171,7 @@ def _backward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
     body += coefficient_lines(plan, named, printer())
     arrays = {"dy" if k == G(S.i) else "xs" if k == XS(S.i) else "": COEFFICIENT_NAMES[k]
               for k in sorted(dx, key=_key)}
+    body += at_mean_lines(plan, arrays, keeps_xs(plan, exprs, backend))
     body += narrow_lines(arrays, "dx")
     body += elementwise("dx3", arrays, keeps_xs(plan, exprs, backend))
     if results:

@@ -184,6 +184,18 @@ def narrow_lines(terms: dict[str, str], result: str) -> list[str]:
             f'{", scales=True" if n in scales else ""})' for n in narrowed(terms)]
 
 
+def at_mean_lines(plan: Plan, terms: dict[str, str], kept_xs: bool) -> list[str]:
+    """The line moving the elementwise pass's shift to the mean (see the module's _at_mean).
+
+    In training mode, where the pass forms x - shift itself (not ``kept_xs``) and has a
+    constant term to take the difference: b·(x - shift) + c, or p·(x - shift) + q.
+    """
+    if not plan.spec.uses_batch_statistics or kept_xs or not {"xs", ""} <= terms.keys():
+        return []
+    b, c = terms["xs"], terms[""]
+    return [f"    shift, {c} = _at_mean(shift, delta, sum_xs_xs, {b}, {c})"]
+
+
 def coefficient_lines(plan: Plan, named: list[tuple[str, sp.Expr]], p: BatchNumPyPrinter,
                        indent: str = "    ") -> list[str]:
     """The lines of dx's coefficients and the parameters' gradients, c after a and b."""
@@ -209,6 +221,6 @@ def c_line(c_in_a_b: sp.Expr) -> str:
     return C_LINE
 
 
-__all__ = ["SUM_XS", "SUM_XS_XS", "c_line", "coefficient_lines", "cse_lines", "elementwise",
-           "float64_param", "keeps_xs", "math_lines", "narrow_lines", "narrowed", "printer",
-           "statistics_lines", "sum_names", "wrap"]
+__all__ = ["SUM_XS", "SUM_XS_XS", "at_mean_lines", "c_line", "coefficient_lines", "cse_lines",
+           "elementwise", "float64_param", "keeps_xs", "math_lines", "narrow_lines", "narrowed",
+           "printer", "statistics_lines", "sum_names", "wrap"]

@@ -221,7 +221,7 @@ def _sums(x3, shift, blocks, dy3=None, squares=True, keep=None):
     ``blocks`` and ``keep`` are not used.
     """
     totals = _kernel_sums(x3, dy3, shift.reshape(-1).astype(np.float64))
-    if x3.dtype == np.float32:
+    if squares and x3.dtype == np.float32:  # (eval mode's _running_shift checks its own)
         _beyond(x3, shift.reshape(-1), totals[0])
     wanted = ([0, 1] if squares else []) + ([2, 3] if dy3 is not None else [])
     return tuple(totals[k].reshape(1, -1, 1) for k in wanted)

@@ -11,7 +11,7 @@ or the numba backend's passes (:mod:`symbn.codegen_numba`).
 from __future__ import annotations
 
 from symbn import codegen_numba as numba
-from symbn.codegen_coefficients import COEFFICIENTS, NARROW, PRODUCT, SPLIT
+from symbn.codegen_coefficients import AT_MEAN, COEFFICIENTS, NARROW, PRODUCT, SPLIT
 from symbn.codegen_combine import COMBINE
 from symbn.codegen_quick import QUICK
 from symbn.codegen_threads import AT_ONCE
@@ -214,7 +214,8 @@ PER_CHANNEL = 128  # elements the first guess samples per channel (its error: σ
     "numba": '''
 
 # a channel is swept again where δ² > FAR·Σ xs²/m (Σ xs²/m = σ² + δ²): |δ| > 4σ, which costs
-# the variance about 4 bits of float64's 53, and float32 dx 2.4e-7 of its scale (a review)
+# the variance about 4 bits of float64's 53; the elementwise pass then forms x - shift from the
+# mean (_at_mean), or float32 dx lost 3.2e-7 of its scale
 FAR = 16 / 17
 PER_CHANNEL = 16  # elements the first guess samples per channel (its error: σ/4, a 16th of 4σ)
 ''',
@@ -393,6 +394,7 @@ def passes_source(backend: str = "numpy") -> str:
     """
     if backend == "numba":
         pieces = [TINY, RANGES, AT_ONCE, FOLD, numba.SUMS, GUESS["numba"], SAMPLE, numba.PILOT,
-                  CENTRE, PRODUCT, SPLIT, NARROW, numba.COMBINE, QUICK]
+                  CENTRE, PRODUCT, SPLIT, NARROW, AT_MEAN, numba.COMBINE, QUICK]
         return "\n\n\n".join(piece.strip("\n") for piece in pieces) + "\n"
-    return (SWEEPS + COEFFICIENTS).rstrip("\n") + "\n" + COMBINE[backend]
+    at_mean = AT_MEAN if backend == "numexpr" else ""
+    return (SWEEPS + COEFFICIENTS + at_mean).rstrip("\n") + "\n" + COMBINE[backend]

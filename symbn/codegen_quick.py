@@ -205,6 +205,26 @@ def _narrowed(v, narrow, low):
 
 
 @_quick
+def _at_mean_one(shift, k, delta, sum_xs_xs, b, c, narrow, wide):
+    """_at_mean for channel k: shift[k] (a float64 value of x's dtype) moved, c returned.
+
+    ``wide`` (two float64 values) takes b and c as plain numbers (the printed lines can make
+    them 0-d arrays).
+    """
+    wide[0] = b
+    wide[1] = c
+    narrow[0] = shift[k] + delta
+    moved = np.float64(narrow[0])
+    step = moved - shift[k]
+    gain = wide[0] * step
+    near = np.sqrt(sum_xs_xs) + abs(delta) < MOVABLE
+    if np.isfinite(moved) and np.isfinite(gain) and step != 0 and near:
+        shift[k] = moved
+        return wide[1] + gain
+    return wide[1]
+
+
+@_quick
 def _in_dtype(values, first, stop, narrow):
     """Rows ``first`` to ``stop`` of ``values``, in x's dtype (that of ``narrow``)."""
     out = np.empty((stop - first, values.shape[1]), narrow.dtype)
@@ -269,11 +289,13 @@ def quick_source(name: str, views: list[str], params: list[str], sums: list[str]
         "        return False",
         "    n_p, n_c, n_q = x3.shape",
         "    m = n_p * n_q",
-        "    narrow = np.empty(1, x3.dtype)",
+        "    narrow, wide = np.empty(1, x3.dtype), np.empty(2)",
         "    for k in range(n_c):",
         f"        {', '.join(sums)} = {', '.join(f'values[{j}, k]' for j in range(len(sums)))}",
         *(f"        {p} = np.float64({p}3[0, k, 0])" for p in params),
         *lines,
+        *([f"        {terms['']} = _at_mean_one(values[{SHIFT}], k, delta, sum_xs_xs, "
+           f"{terms['xs']}, {terms['']}, narrow, wide)"] if {"xs", ""} <= terms.keys() else []),
         *(f"        values[{row[n]}, k] = {_stored(n, narrowed, results)}" for n in stored),
         f"    if not _finite(values, {SCRATCH}):",
         "        return False",

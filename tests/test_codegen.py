@@ -907,9 +907,10 @@ def test_independent_data_is_swept_once(generated, backend, shape, axis, monkeyp
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_a_guess_just_inside_the_limit_is_accurate(generated, backend, dtype, monkeypatch):
     """A first guess off by 0.95 of the |δ| that FAR allows (4σ in numba, whose elementwise
-    pass is float64; σ/√3 in the NumPy backends), in either direction, is used as it is (one
-    sweep), and dx, dγ, dβ stay within 1e-12 of the reference in float64 (1e-6 in float32),
-    relative to their scales; off by 1.05 of it, the channel is swept again."""
+    pass starts from the mean, see _at_mean; σ/√3 in the NumPy backends), in either
+    direction, is used as it is (one sweep), and dx, dγ, dβ stay within 1e-12 of the
+    reference in float64 (1e-6 in float32), relative to their scales; off by 1.05 of it, the
+    channel is swept again."""
     spec = symbn.LayerSpec()
     ns = compiled(generated(spec, backend))
     sweeps = counted_sweeps(ns, monkeypatch)
@@ -930,6 +931,92 @@ def test_a_guess_just_inside_the_limit_is_accurate(generated, backend, dtype, mo
     guess = x64.mean(axis=0) + np.array([1.05, 0, 0, 0]) * limit  # channel 0 beyond it
     ns["backward"](dy, x, gamma)
     assert len(sweeps) == 3  # swept again
+
+
+def test_the_elementwise_pass_forms_x_minus_the_mean(generated, backend, monkeypatch):
+    """float32, a first guess 0.95 of FAR's limit off (3.8σ in numba) and dy following x, so
+    that b·(x - shift) is large and c cancels it: the passes that form x - shift themselves
+    (numba, numexpr) move the shift to the mean first (_at_mean), and dx and y stay within
+    1.5e-7 of their scales. Without it numba's float32 pass lost 3.2e-7 of dx and 2.1e-7 of
+    y (the numpy backend's sums keep x - shift, and its guess is within σ/√3)."""
+    spec = symbn.LayerSpec()
+    ns = compiled(generated(spec, backend))
+    counted_sweeps(ns, monkeypatch)  # no quick functions: the guess below is the one taken
+    worst = {"dx": 0.0, "y": 0.0}
+    for seed in range(4):
+        rng = np.random.default_rng(60 + seed)
+        x64 = 3.0 + 2.0 * rng.standard_normal((512, 4))
+        x = x64.astype(np.float32)
+        x64 = x.astype(np.float64)
+        dy = (x64 - x64.mean(axis=0) + 0.01 * rng.standard_normal(x.shape)).astype(np.float32)
+        gamma, beta = np.float32([1.0, 0.5, 2.0, 1.0]), np.float32([0.0, 1.0, -1.0, 0.0])
+        limit = np.sqrt(ns["FAR"] / (1 - ns["FAR"])) * x64.std(axis=0)
+        guess = x64.mean(axis=0) + 0.95 * limit * np.array([1, -1, 1, -1])
+        pilot = guess.astype(np.float32).reshape(1, -1, 1)
+        monkeypatch.setitem(ns, "_pilot", lambda x3, g=pilot: g)
+        got = ns["backward"](dy, x, gamma)
+        ref = reference(spec, dy.astype(np.float64), x64, gamma.astype(np.float64))
+        worst["dx"] = max(worst["dx"], relative_errors(spec, got, ref)["x"])
+        y = ns["forward"](x, gamma, beta).astype(np.float64)
+        xhat = (x64 - x64.mean(axis=0)) / np.sqrt(x64.var(axis=0) + 1e-5)
+        truth = gamma * xhat + beta
+        scale = np.linalg.norm(gamma * xhat, axis=0) + np.abs(beta) * np.sqrt(len(x))
+        worst["y"] = max(worst["y"], float(np.max(np.linalg.norm(y - truth, axis=0) / scale)))
+    assert worst["dx"] <= 1.5e-7 and worst["y"] <= 1.5e-7, worst
+
+
+def test_a_far_guess_does_not_overflow_the_float32_pass(generated, backend, monkeypatch):
+    """float32 with a first guess 0.95 of FAR's limit off, γ·dy near 6e37 following x: (x -
+    guess)·b overflowed float32 where b·(x - mean) does not, and 21 of 1600 dx were inf in
+    the numba backend (a review). Forming x - mean (_at_mean) keeps dx finite and accurate;
+    so is y for γ = 7e37, where every true |y| is below 2.8e38."""
+    spec = symbn.LayerSpec()
+    ns = compiled(generated(spec, backend))
+    counted_sweeps(ns, monkeypatch)  # no quick functions: the guess below is the one taken
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1600, 1)).astype(np.float32)
+    x64 = x.astype(np.float64)
+    xhat = (x64 - x64.mean()) / x64.std()
+    dy = (1e34 * xhat + 1.7e32 * rng.standard_normal(x.shape)).astype(np.float32)
+    limit = np.sqrt(ns["FAR"] / (1 - ns["FAR"])) * x64.std()
+    pilot = np.float32([[[x64.mean() + 0.95 * limit]]])
+    monkeypatch.setitem(ns, "_pilot", lambda x3: pilot)
+    gamma = np.float32([6e3])
+    got = ns["backward"](dy, x, gamma)
+    assert np.isfinite(got[0]).all()
+    ref = reference(spec, dy.astype(np.float64), x64, gamma.astype(np.float64))
+    assert max(relative_errors(spec, got, ref).values()) <= 1e-6
+    gamma = np.float32([7e37])
+    y = ns["forward"](x, gamma, np.zeros(1, np.float32))
+    assert np.isfinite(y).all()
+    truth = float(gamma[0]) * x64 / np.sqrt(x64.var() + 1e-5) - float(gamma[0]) * x64.mean() / (
+        np.sqrt(x64.var() + 1e-5))
+    assert np.linalg.norm(y - truth) <= 1e-6 * np.linalg.norm(truth)
+
+
+def test_a_guess_kept_where_x_minus_the_mean_may_overflow(generated, backend, monkeypatch):
+    """float32 channel of -3e38 (60%) and 3e38 (40%): x - mean (3.6e38) is beyond float32, x
+    - 0 is not. With a first guess of 0 (within FAR of the mean, -6e37) every backend keeps
+    it: dx and y are finite and accurate. Moved to the mean for the elementwise pass, it gave
+    inf (_at_mean leaves a channel whose sqrt(Σ xs²) + |δ| nears float32's largest; a
+    review)."""
+    spec = symbn.LayerSpec()
+    ns = compiled(generated(spec, backend))
+    counted_sweeps(ns, monkeypatch)
+    rng = np.random.default_rng(6)
+    x = np.where(rng.random((2048, 2)) < 0.4, np.float32(3e38), np.float32(-3e38))
+    x[:, 1] = rng.standard_normal(2048)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    x64 = x.astype(np.float64)
+    assert np.abs(x64[:, 0] - x64[:, 0].mean()).max() > np.finfo(np.float32).max
+    pilot = np.float32([[[0.0], [x64[:, 1].mean()]]])
+    monkeypatch.setitem(ns, "_pilot", lambda x3: pilot)
+    gamma = np.ones(2, np.float32)
+    got = ns["backward"](dy, x, gamma)
+    ref = reference(spec, dy.astype(np.float64), x64, gamma.astype(np.float64))
+    assert max(relative_errors(spec, got, ref).values()) <= 1e-6
+    y = ns["forward"](x, gamma, np.zeros(2, np.float32))
+    assert np.isfinite(y).all()
 
 
 def test_float64_channels_near_its_largest_value(generated, backend):

@@ -44,7 +44,7 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
         "--backend", default="numpy", metavar="{" + ",".join(BACKENDS) + "}",
         help="'numpy' (default): the generated module imports only NumPy; 'numexpr': its "
              "elementwise pass fused and multi-threaded by numexpr; 'numba': its two passes "
-             "over the data compiled by numba, in float64, on two threads for large arrays "
+             "over the data compiled by numba (sums in float64), on two threads for large arrays "
              "(numexpr and numba are optional dependencies)")
 
 
