@@ -117,27 +117,30 @@ def _narrow(v, name, result, dtype, first=0, scales=False):
 AT_MEAN = '''
 
 
-# a channel whose sqrt(Σ xs²) + |δ| is below this keeps every x - mean within float32's range
+# a channel whose sqrt(m·var) + |mean - new shift| is below this keeps every x - new shift
+# within float32's range
 MOVABLE = float(np.finfo(np.float32).max) * (1 - 2.0**-20)
 
 
-def _at_mean(shift, delta, sum_xs_xs, b, c):
+def _at_mean(shift, delta, sum_xs_xs, m, b, c):
     """The elementwise pass's shift moved to the mean, and c to match: the same b·(x - shift) + c.
 
-    shift + delta is the mean (delta = Σ xs/m); rounded to x's dtype it is within half a unit
-    in the last place of it. The first guess may be up to 4σ off (the numba backend's FAR), and
-    b·(x - shift) then cancels with c's -b·delta: a float32 pass lost 3.2e-7 of dx's scale
-    there, and (x - shift)·b overflowed where b·(x - mean) does not (a review). c (float64)
-    gains b·step, step = new - shift (exact), so that b·(x - new) + c is unchanged. A channel
-    keeps its shift where the new one, b or b·step is not finite, or where some x - new might
-    be beyond float32 (every |x - shift| is at most sqrt(Σ xs²), whatever the dtype: see
-    MOVABLE), as x - shift was checked to be within it and x - mean may not be.
+    shift + delta is the mean (delta = Σ xs/m), and the new shift is it rounded to x's dtype.
+    The first guess may be up to 4σ off (the numba backend's FAR), and b·(x - shift) then
+    cancels with c's -b·delta: a float32 pass lost 3.2e-7 of dx's scale there, and (x -
+    shift)·b overflowed where b·(x - mean) does not (a review). c (float64) gains b·step,
+    step = new - shift, so that b·(x - new) + c is unchanged (to float64's rounding of step
+    and b·step). A channel keeps its shift where the new one, b or b·step is not finite, or
+    where some x - new might be beyond float32 (whatever the dtype), as x - shift was checked
+    to be within it and x - mean may not be: |x - new| is at most sqrt(Σ (x - mean)²) +
+    |mean - new|, Σ (x - mean)² = Σ xs² - m·delta² (see MOVABLE).
     """
     with np.errstate(over="ignore", invalid="ignore"):  # not finite: that channel keeps its own
         moved = (shift + delta).astype(shift.dtype)
         step = moved.astype(np.float64) - shift
         gain = b * step
-        near = np.sqrt(sum_xs_xs) + np.abs(delta) < MOVABLE
+        spread = np.sqrt(np.maximum(sum_xs_xs - m * delta * delta, 0.0))
+        near = spread + np.abs(delta - step) < MOVABLE
         ok = np.isfinite(moved) & np.isfinite(gain) & (step != 0) & near
     return np.where(ok, moved, shift), np.where(ok, c + gain, c)'''
 

@@ -193,7 +193,7 @@ def at_mean_lines(plan: Plan, terms: dict[str, str], kept_xs: bool) -> list[str]
     if not plan.spec.uses_batch_statistics or kept_xs or not {"xs", ""} <= terms.keys():
         return []
     b, c = terms["xs"], terms[""]
-    return [f"    shift, {c} = _at_mean(shift, delta, sum_xs_xs, {b}, {c})"]
+    return [f"    shift, {c} = _at_mean(shift, delta, sum_xs_xs, m, {b}, {c})"]
 
 
 def coefficient_lines(plan: Plan, named: list[tuple[str, sp.Expr]], p: BatchNumPyPrinter,

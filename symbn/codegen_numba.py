@@ -281,7 +281,9 @@ def _kernel_sums(x3, dy3, shift):
             x, dy = (None if v is None else _rows(v[rows], f) for v in (x3, dy3))
             if len(x):
                 centre = shift if f == 1 else np.tile(shift, f)
-                totals += _row_sums(x, dy, centre).reshape(4, f, n_c).sum(axis=1)
+                # the f columns of a channel added in turn (cumsum: sum took one channel's
+                # pairwise), as the quick functions add them
+                totals += _row_sums(x, dy, centre).reshape(4, f, n_c).cumsum(axis=1)[:, -1]
     return totals
 '''
 

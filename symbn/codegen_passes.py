@@ -215,7 +215,7 @@ PER_CHANNEL = 128  # elements the first guess samples per channel (its error: σ
 
 # a channel is swept again where δ² > FAR·Σ xs²/m (Σ xs²/m = σ² + δ²): |δ| > 4σ, which costs
 # the variance about 4 bits of float64's 53; the elementwise pass then forms x - shift from the
-# mean (_at_mean), or float32 dx lost 3.2e-7 of its scale
+# mean (_at_mean, where x - mean stays within float32), or float32 dx lost 3.2e-7 of its scale
 FAR = 16 / 17
 PER_CHANNEL = 16  # elements the first guess samples per channel (its error: σ/4, a 16th of 4σ)
 ''',

@@ -205,7 +205,7 @@ def _narrowed(v, narrow, low):
 
 
 @_quick
-def _at_mean_one(shift, k, delta, sum_xs_xs, b, c, narrow, wide):
+def _at_mean_one(shift, k, delta, sum_xs_xs, m, b, c, narrow, wide):
     """_at_mean for channel k: shift[k] (a float64 value of x's dtype) moved, c returned.
 
     ``wide`` (two float64 values) takes b and c as plain numbers (the printed lines can make
@@ -217,7 +217,8 @@ def _at_mean_one(shift, k, delta, sum_xs_xs, b, c, narrow, wide):
     moved = np.float64(narrow[0])
     step = moved - shift[k]
     gain = wide[0] * step
-    near = np.sqrt(sum_xs_xs) + abs(delta) < MOVABLE
+    spread = np.sqrt(max(sum_xs_xs - m * delta * delta, 0.0))
+    near = spread + abs(delta - step) < MOVABLE
     if np.isfinite(moved) and np.isfinite(gain) and step != 0 and near:
         shift[k] = moved
         return wide[1] + gain
@@ -294,7 +295,7 @@ def quick_source(name: str, views: list[str], params: list[str], sums: list[str]
         f"        {', '.join(sums)} = {', '.join(f'values[{j}, k]' for j in range(len(sums)))}",
         *(f"        {p} = np.float64({p}3[0, k, 0])" for p in params),
         *lines,
-        *([f"        {terms['']} = _at_mean_one(values[{SHIFT}], k, delta, sum_xs_xs, "
+        *([f"        {terms['']} = _at_mean_one(values[{SHIFT}], k, delta, sum_xs_xs, m, "
            f"{terms['xs']}, {terms['']}, narrow, wide)"] if {"xs", ""} <= terms.keys() else []),
         *(f"        values[{row[n]}, k] = {_stored(n, narrowed, results)}" for n in stored),
         f"    if not _finite(values, {SCRATCH}):",

@@ -110,10 +110,12 @@ def test_the_wide_rule_does_not_change_the_results(source, shape, axis, order):
 
 TRAINING = [s for s in symbn.all_variants() if s.mode == "train"]
 # (shape, axis, order) on the quick functions' routes: rows as they are, folded with rows left
-# over a fold, fewer rows than a fold, m = 1 and 2, NCHW stored channels-last; Fortran order
-# is Q > 1 here: the group function's
-QUICK_CASES = [((64, 80), -1, "C"), ((301, 5), -1, "C"), ((3, 7), -1, "C"), ((1, 70), -1, "C"),
-               ((2, 70), -1, "C"), ((5, 6, 4, 3), 1, "channels-last"), ((40, 6), -1, "F")]
+# over a fold, one channel folded (whose fold NumPy's sum took pairwise: float64 bits differed,
+# a review), fewer rows than a fold, m = 1 and 2, NCHW stored channels-last; Fortran order is
+# Q > 1 here: the group function's
+QUICK_CASES = [((64, 80), -1, "C"), ((301, 5), -1, "C"), ((400, 1), -1, "C"), ((3, 7), -1, "C"),
+               ((1, 70), -1, "C"), ((2, 70), -1, "C"), ((5, 6, 4, 3), 1, "channels-last"),
+               ((40, 6), -1, "F")]
 
 
 def quick_outcomes(ns, name):
@@ -419,3 +421,24 @@ def test_the_elementwise_pass_gives_the_numpy_backends_bits(source, shape, dtype
                                     x, centre)
     assert got.dtype == dtype and np.isfinite(want).all()
     assert np.array_equal(got.view(np.uint8), want.view(np.uint8))
+
+
+def test_a_far_guess_in_a_wide_channel_moves_to_the_mean(source):
+    """float32 (65536, 1) of rms 1e36 whose 16 sampled rows hold 3.9σ: numba's first guess is
+    3.9σ off, and every |x - mean| (4.4e36) is far within float32. _at_mean moves the shift
+    by its bound sqrt(m·var) + |mean - new| (2.6e38); by sqrt(Σ xs²) + |δ| (1.0e39, a
+    review) it kept the guess, and y = p·(x - guess) + q with γ = 7e37 was inf in 11021
+    rows, though every true |y| is below 3.1e38. Quick and group functions alike."""
+    quick, group = compiled(source), interpreted(compiled(source))
+    n = 1 << 16
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(n)
+    x[:: n // 16] = 3.9
+    x = (1e36 * x).astype(np.float32).reshape(n, 1)
+    x64 = x.astype(np.float64)
+    gamma, beta = np.float32([7e37]), np.zeros(1, np.float32)
+    truth = 7e37 * (x64 - x64.mean()) / np.sqrt(x64.var() + 1e-5)
+    for ns in (quick, group):
+        y = ns["forward"](x, gamma, beta)
+        assert np.isfinite(y).all()
+        assert np.linalg.norm(y - truth) <= 1e-6 * np.linalg.norm(truth)
