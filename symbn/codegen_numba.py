@@ -92,7 +92,7 @@ def _row_sums_kernel(x2, dy2, s, rows, out, acc):
 
     Per column (dy2 may be None: its sums are then 0); the shift s is per column, float64, and
     xs = x - s in float64; ``out`` and ``acc`` are (4, K) float64 arrays (the caller
-    allocates them, so that tracemalloc sees them), ``acc`` scratch space. The columns are
+    allocates them), ``acc`` scratch space. The columns are
     summed down the rows, four rows at a time, into ``acc``, which is added to ``out`` after
     every PIECE / 4 rows (so that no sum runs down more rows than that in sequence). Loops run
     over views from 0, so that numba knows no index is negative, and vectorizes them.
@@ -204,8 +204,7 @@ def _merged(parts):
 def _totals(kernel, *args):
     """``out`` after ``kernel(*args[:-1], out, acc)``, with ``out`` and ``acc`` new arrays.
 
-    Both are (4, args[-1]) float64 zeros, made here so that tracemalloc sees them (numba's
-    own allocations are not traced).
+    Both are (4, args[-1]) float64 zeros, made here (one allocation for the two).
     """
     out, acc = np.zeros((2, 4, args[-1]))
     kernel(*args[:-1], out, acc)

@@ -23,7 +23,7 @@ def _fastest(quick, rows, results, group, k, *args):
     elements with Q = 1 (a larger array is swept in halves at once, which only the group
     function does; Q > 1 takes another sum kernel, whose compiling did not pay), views and
     parameters C-contiguous float32 or float64. ``values`` is its scratch space, of ``rows``
-    per-channel rows (so that tracemalloc sees it), the rows ``results`` what the group
+    per-channel rows, the rows ``results`` what the group
     function returns. A quick function returns False where the group function does more than
     one plain sweep and the printed lines (a poor first guess, inf or NaN, a spread near the
     dtype's limits, a product or a coefficient that needs care), and the group function then
