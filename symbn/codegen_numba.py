@@ -6,8 +6,8 @@ pass; everything else (the checks, the worker thread, the shift's correction, th
 coefficients, the split of b) is the same text. The loops read x and dy in their own dtype,
 so that float32 data needs no float64 copies, and each pass reads the data once: the sums
 accumulate in float64, the elementwise pass computes in x's dtype as the NumPy backends' does.
-The quick functions for small arrays are :mod:`symbn.codegen_quick`'s. numba is an optional
-dependency.
+Its elementwise pass is in :mod:`symbn.codegen_combine` with the others', the quick
+functions for small arrays in :mod:`symbn.codegen_quick`. numba is an optional dependency.
 """
 
 from __future__ import annotations
@@ -322,106 +322,4 @@ def _pilot_kernel(x3, step_p, step_q, total):
             total[k] += t
 '''
 
-COMBINE = '''
-@_jit()
-def _combine_kernel(out3, dy3, x3, a, b, c, shift, scale, rows, channels):
-    """out3 = a·dy + b·(x - shift) + c on ``rows`` × ``channels`` (ranges), in out3's dtype.
-
-    The coefficients are per channel, in out3's dtype, b split as the NumPy backends take it
-    (b·2^e, with ``scale`` 2^-e, or None: see :func:`_split`). Each value is made as their
-    pass makes it, one rounding at a time in the dtype: ((x - shift)·scale)·b, plus dy·a, plus
-    c, so that given the same coefficients the bits are theirs (a test compares them); float32
-    arithmetic runs twice as fast as float64's. A coefficient that is None leaves its term out:
-    numba compiles a version without it (it drops code under ``if v is not None`` where v is
-    None). With Q = 1 a row runs along the channels (all of them: numba vectorizes a loop from
-    0 only), else along Q.
-    """
-    n_c, n_q = out3.shape[1], out3.shape[2]
-    for p in range(rows[0], rows[1]):
-        if n_q == 1:
-            for k in range(n_c):
-                if b is not None:
-                    v = x3[p, k, 0] - shift[k]
-                    if scale is not None:
-                        v = v * scale[k]
-                    v = v * b[k]
-                    if a is not None:
-                        v = v + dy3[p, k, 0] * a[k]
-                if a is not None:  # numba drops code under "is not None" of a None only
-                    if b is None:
-                        v = dy3[p, k, 0] * a[k]
-                if c is not None:
-                    v = v + c[k]
-                out3[p, k, 0] = v
-            continue
-        zero = out3.dtype.type(0)
-        for k in range(channels[0], channels[1]):
-            ak = bk = ck = sk = ek = zero
-            if b is not None:
-                bk, sk = b[k], shift[k]
-                if scale is not None:
-                    ek = scale[k]
-            if a is not None:
-                ak = a[k]
-            if c is not None:
-                ck = c[k]
-            out = out3[p, k]
-            for q in range(out.size):
-                if b is not None:
-                    v = x3[p, k, q] - sk
-                    if scale is not None:
-                        v = v * ek
-                    v = v * bk
-                    if a is not None:
-                        v = v + dy3[p, k, q] * ak
-                if a is not None:  # numba drops code under "is not None" of a None only
-                    if b is None:
-                        v = dy3[p, k, q] * ak
-                if c is not None:
-                    v = v + ck
-                out[q] = v
-
-
-def _combine(out3, blocks, dy3, a, b, c, x3=None, shift=None):
-    """Write a·dy + b·(x3 - shift) + c into out3 in one compiled pass (see _combine_kernel).
-
-    a, c and the shift are per channel, in the dtype of x; b is per channel in float64, split
-    here as the NumPy backends split it (see :func:`_split`). A term whose coefficient is None
-    is left out; ``blocks`` is not used. On a large array the rows of P (or with one row, the
-    channels) are cut in two halves, swept at once; with Q = 1, short rows are folded as the
-    sums fold them (see :func:`_folding`).
-    """
-    b, scale = (None, None) if b is None else _split(b, out3.dtype)
-    values = [None if v is None else v.reshape(-1).astype(out3.dtype, copy=False)
-              for v in (a, b, c, shift, scale)]
-    n_p, n_c, n_q = out3.shape
-    if n_q > 1:
-        if n_p > 1:
-            parts = [(rows, (0, n_c)) for rows in _halves(n_p, out3)]
-        else:
-            parts = [((0, 1), k) for k in _halves(n_c, out3)]
-        _at_once(lambda part: _combine_kernel(out3, dy3, x3, *values, *part), parts)
-        return out3
-    fold, even = _folding([out3, dy3, x3])
-    if fold == 1:  # rows as they are
-        _combine_rows([out3, dy3, x3], values)
-        return out3
-    for rows, f in ((slice(0, even), fold), (slice(even, n_p), 1)):
-        arrays = [None if v is None else _rows(v[rows], f)[:, :, None] for v in (out3, dy3, x3)]
-        if len(arrays[0]):
-            _combine_rows(arrays, [v if v is None or f == 1 else np.tile(v, f) for v in values])
-    return out3
-
-
-def _combine_rows(arrays, values):
-    """:func:`_combine_kernel` on all rows of (P, K, 1) ``arrays`` (out, dy, x).
-
-    ``values`` (a, b, c, shift, scale) hold K values each; the rows go in halves at once on a
-    large array.
-    """
-    out = arrays[0]
-    _at_once(lambda rows: _combine_kernel(*arrays, *values, rows, (0, out.shape[1])),
-             _halves(len(out), out))
-'''
-
-__all__ = ["COMBINE", "PILOT", "SUMS"]
+__all__ = ["PILOT", "SUMS"]

@@ -394,7 +394,7 @@ def passes_source(backend: str = "numpy") -> str:
     """
     if backend == "numba":
         pieces = [TINY, RANGES, AT_ONCE, FOLD, numba.SUMS, GUESS["numba"], SAMPLE, numba.PILOT,
-                  CENTRE, PRODUCT, SPLIT, NARROW, AT_MEAN, numba.COMBINE, QUICK]
+                  CENTRE, PRODUCT, SPLIT, NARROW, AT_MEAN, COMBINE["numba"], QUICK]
         return "\n\n\n".join(piece.strip("\n") for piece in pieces) + "\n"
     at_mean = AT_MEAN if backend == "numexpr" else ""
     return (SWEEPS + COEFFICIENTS + at_mean).rstrip("\n") + "\n" + COMBINE[backend]
