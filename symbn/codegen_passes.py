@@ -388,9 +388,10 @@ SWEEPS = (TINY + RANGES + BLOCKWISE + FOLD + AT_ONCE + BLOCK_SUMS + GUESS["numpy
 def passes_source(backend: str = "numpy") -> str:
     """The sweeps, the per-channel coefficients' helpers, then ``backend``'s elementwise pass.
 
-    The numba backend has its own sums, first guess and elementwise pass
-    (:mod:`symbn.codegen_numba`), and none of the NumPy backends' block machinery; the worker
-    thread (_at_once) and the split of b (_split) are every backend's.
+    The numba backend has its own sums and first guess (:mod:`symbn.codegen_numba`) and
+    elementwise pass (:mod:`symbn.codegen_combine`, as every backend's), and none of the NumPy
+    backends' block machinery; the worker thread (_at_once) and the split of b (_split) are
+    every backend's, _at_mean that of the backends whose pass forms x - shift itself.
     """
     if backend == "numba":
         pieces = [TINY, RANGES, AT_ONCE, FOLD, numba.SUMS, GUESS["numba"], SAMPLE, numba.PILOT,
