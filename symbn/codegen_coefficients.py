@@ -138,10 +138,13 @@ def _at_mean(shift, delta, sum_xs_xs, m, b, c):
     with np.errstate(over="ignore", invalid="ignore"):  # not finite: that channel keeps its own
         moved = (shift + delta).astype(shift.dtype)
         step = moved.astype(np.float64) - shift
-        gain = b * step
         spread = np.sqrt(np.maximum(sum_xs_xs - m * delta * delta, 0.0))
-        near = spread + np.abs(delta - step) < MOVABLE
-        ok = np.isfinite(moved) & np.isfinite(gain) & (step != 0) & near
-    return np.where(ok, moved, shift), np.where(ok, c + gain, c)'''
+        spread += np.abs(delta - step)
+        ok = np.isfinite(moved) & (step != 0) & (spread < MOVABLE)
+        del spread  # (per-channel temporaries count at a group's peak: few values per channel)
+        gain = np.multiply(b, step, out=step)
+        ok &= np.isfinite(gain)
+        np.add(c, gain, out=c, where=ok)  # c is this call's own array
+    return np.where(ok, moved, shift), c'''
 
 COEFFICIENTS = PRODUCT + SPLIT + NARROW

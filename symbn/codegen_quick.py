@@ -227,10 +227,16 @@ def _at_mean_one(shift, k, delta, sum_xs_xs, m, b, c, narrow, wide):
 
 @_quick
 def _in_dtype(values, first, stop, narrow):
-    """Rows ``first`` to ``stop`` of ``values``, in x's dtype (that of ``narrow``)."""
-    out = np.empty((stop - first, values.shape[1]), narrow.dtype)
+    """Rows ``first`` to ``stop`` (at most 4) of ``values``, in x's dtype (that of ``narrow``).
+
+    Written over rows 4 to 7, the sums' scratch, which nothing reads after the sums: so that
+    the quick function allocates nothing the size of its values.
+    """
+    n_c = values.shape[1]
+    out = values[4:8].reshape(-1).view(narrow.dtype)[:(stop - first) * n_c]
+    out = out.reshape((stop - first, n_c))
     for j in range(stop - first):
-        for k in range(values.shape[1]):
+        for k in range(n_c):
             out[j, k] = values[first + j, k]
     return out
 
