@@ -904,6 +904,14 @@ def test_independent_data_is_swept_once(generated, backend, shape, axis, monkeyp
         sweeps.clear()
 
 
+def far_guess(ns, monkeypatch, x64, off, dtype):
+    """Make ``ns``'s first guess at each channel's mean (of (m, C) ``x64``) the mean plus ``off``
+    (per channel) times the distance FAR allows, in ``dtype``."""
+    limit = np.sqrt(ns["FAR"] / (1 - ns["FAR"])) * x64.std(axis=0)
+    pilot = (x64.mean(axis=0) + off * limit).astype(dtype).reshape(1, -1, 1)
+    monkeypatch.setitem(ns, "_pilot", lambda x3: pilot)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_a_guess_just_inside_the_limit_is_accurate(generated, backend, dtype, monkeypatch):
     """A first guess off by 0.95 of the |δ| that FAR allows (4σ in numba, whose elementwise
@@ -920,15 +928,13 @@ def test_a_guess_just_inside_the_limit_is_accurate(generated, backend, dtype, mo
     x64 = x.astype(np.float64)
     sigmas = np.sqrt(ns["FAR"] / (1 - ns["FAR"]))
     assert sigmas == pytest.approx(4.0 if backend == "numba" else 3 ** -0.5)
-    limit = sigmas * x64.std(axis=0)
-    guess = x64.mean(axis=0) + 0.95 * limit * np.array([1, -1, 1, -1])
-    monkeypatch.setitem(ns, "_pilot", lambda x3: guess.astype(dtype).reshape(1, -1, 1))
+    far_guess(ns, monkeypatch, x64, 0.95 * np.array([1, -1, 1, -1]), dtype)
     got = ns["backward"](dy, x, gamma)
     assert len(sweeps) == 1
     ref = reference(spec, dy.astype(np.float64), x64, gamma.astype(np.float64))
     bound = 1e-12 if dtype == np.float64 else 1e-6
     assert max(relative_errors(spec, got, ref).values()) <= bound
-    guess = x64.mean(axis=0) + np.array([1.05, 0, 0, 0]) * limit  # channel 0 beyond it
+    far_guess(ns, monkeypatch, x64, np.array([1.05, 0, 0, 0]), dtype)  # channel 0 beyond it
     ns["backward"](dy, x, gamma)
     assert len(sweeps) == 3  # swept again
 
@@ -950,10 +956,7 @@ def test_the_elementwise_pass_forms_x_minus_the_mean(generated, backend, monkeyp
         x64 = x.astype(np.float64)
         dy = (x64 - x64.mean(axis=0) + 0.01 * rng.standard_normal(x.shape)).astype(np.float32)
         gamma, beta = np.float32([1.0, 0.5, 2.0, 1.0]), np.float32([0.0, 1.0, -1.0, 0.0])
-        limit = np.sqrt(ns["FAR"] / (1 - ns["FAR"])) * x64.std(axis=0)
-        guess = x64.mean(axis=0) + 0.95 * limit * np.array([1, -1, 1, -1])
-        pilot = guess.astype(np.float32).reshape(1, -1, 1)
-        monkeypatch.setitem(ns, "_pilot", lambda x3, g=pilot: g)
+        far_guess(ns, monkeypatch, x64, 0.95 * np.array([1, -1, 1, -1]), np.float32)
         got = ns["backward"](dy, x, gamma)
         ref = reference(spec, dy.astype(np.float64), x64, gamma.astype(np.float64))
         worst["dx"] = max(worst["dx"], relative_errors(spec, got, ref)["x"])
@@ -978,9 +981,7 @@ def test_a_far_guess_does_not_overflow_the_float32_pass(generated, backend, monk
     x64 = x.astype(np.float64)
     xhat = (x64 - x64.mean()) / x64.std()
     dy = (1e34 * xhat + 1.7e32 * rng.standard_normal(x.shape)).astype(np.float32)
-    limit = np.sqrt(ns["FAR"] / (1 - ns["FAR"])) * x64.std()
-    pilot = np.float32([[[x64.mean() + 0.95 * limit]]])
-    monkeypatch.setitem(ns, "_pilot", lambda x3: pilot)
+    far_guess(ns, monkeypatch, x64, np.array([0.95]), np.float32)
     gamma = np.float32([6e3])
     got = ns["backward"](dy, x, gamma)
     assert np.isfinite(got[0]).all()
@@ -989,8 +990,7 @@ def test_a_far_guess_does_not_overflow_the_float32_pass(generated, backend, monk
     gamma = np.float32([7e37])
     y = ns["forward"](x, gamma, np.zeros(1, np.float32))
     assert np.isfinite(y).all()
-    truth = float(gamma[0]) * x64 / np.sqrt(x64.var() + 1e-5) - float(gamma[0]) * x64.mean() / (
-        np.sqrt(x64.var() + 1e-5))
+    truth = float(gamma[0]) * (x64 - x64.mean()) / np.sqrt(x64.var() + 1e-5)
     assert np.linalg.norm(y - truth) <= 1e-6 * np.linalg.norm(truth)
 
 
@@ -998,8 +998,8 @@ def test_a_guess_kept_where_x_minus_the_mean_may_overflow(generated, backend, mo
     """float32 channel of -3e38 (60%) and 3e38 (40%): x - mean (3.6e38) is beyond float32, x
     - 0 is not. With a first guess of 0 (within FAR of the mean, -6e37) every backend keeps
     it: dx and y are finite and accurate. Moved to the mean for the elementwise pass, it gave
-    inf (_at_mean leaves a channel whose sqrt(Σ xs²) + |δ| nears float32's largest; a
-    review)."""
+    inf (_at_mean leaves a channel whose sqrt(m·var) + |mean - new shift| nears float32's
+    largest; a review)."""
     spec = symbn.LayerSpec()
     ns = compiled(generated(spec, backend))
     counted_sweeps(ns, monkeypatch)
