@@ -731,7 +731,7 @@ def _split(b, dtype):
     return np.ldexp(b, e).astype(dtype), np.ldexp(np.ones_like(b), -e).astype(dtype)
 
 
-def _narrow(v, name, result, dtype, first=0, scales=False):
+def _narrow(v, name, result, dtype, first=0, scales=False, split=False):
     """Per-channel float64 ``v``, the coefficient ``name`` of ``result``, in x's dtype.
 
     In float32 a coefficient such as γ·r can be beyond the dtype's range while the result is
@@ -742,7 +742,26 @@ def _narrow(v, name, result, dtype, first=0, scales=False):
     that the cast loses more than 2^-20 of it (below about 1.5e-39 in float32) is refused too:
     the result lost as much (γ = 1e-20 at a spread of 1e30 in float32 gave a = 0, and dx off
     by its own size, silently, before a review found it).
+
+    With ``split`` (the coefficient of xs), v stays float64 and is returned as it is, for
+    :func:`_split`, where its two factors hold it in the dtype: that is, below 2^254 in
+    float32 (every float64 value in float64). Beyond, they were inf, and 0·inf gave NaN where
+    x - shift is 0: a float32 constant channel with γ/ε above 2.9e76 (eps = 1e-80 in the std
+    placement) had y NaN, silently, before a review found it. Such a v is refused.
     """
+    if split:
+        with np.errstate(over="ignore", under="ignore"):
+            held = [f for f in _split(v, dtype) if f is not None]
+        beyond = np.flatnonzero(np.isfinite(v) & ~np.logical_and.reduce(
+            [np.isfinite(f) for f in held]))
+        if beyond.size:
+            j, top = int(beyond[0]), 2 * (np.finfo(dtype).maxexp - 1)
+            raise ValueError(
+                f"in channel {first + j} the coefficient {name} of {result} is "
+                f"{float(v.reshape(-1)[j]):.3e}, beyond what {np.dtype(dtype)} arithmetic can "
+                f"apply (as two factors within its range): expected |{name}| below 2^{top} "
+                f"({2.0 ** top:.1e}); use a smaller gamma, a larger eps, or float64 inputs")
+        return v
     if v.dtype == dtype:
         return v
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # inf - inf: not lost
@@ -837,6 +856,7 @@ def _forward_channels(k, x3, y3, gamma, beta, eps):
     q = beta - delta*t0
     p = t0
     q = _narrow(q, "q", "y", x3.dtype, k.start)
+    p = _narrow(p, "p", "y", x3.dtype, k.start, split=True)
     _combine(y3, blocks, None, None, p, q)
 
 
@@ -882,5 +902,6 @@ def _backward_channels(k, dy3, x3, dx3, gamma, eps):
     c = -(a/m)*sum_g - b*delta
     a = _narrow(a, "a", "dx", x3.dtype, k.start, scales=True)
     c = _narrow(c, "c", "dx", x3.dtype, k.start)
+    b = _narrow(b, "b", "dx", x3.dtype, k.start, split=True)
     _combine(dx3, blocks, dy3, a, b, c)
     return dgamma.reshape(-1), dbeta.reshape(-1)

@@ -177,11 +177,12 @@ def narrowed(terms: dict[str, str]) -> list[str]:
 def narrow_lines(terms: dict[str, str], result: str) -> list[str]:
     """The lines narrowing :func:`narrowed`'s coefficients (see the module's _narrow).
 
-    dy's (a) is refused too where it keeps too few digits.
+    dy's (a) is refused too where it keeps too few digits; xs's (b, p), which stays float64,
+    where the elementwise pass could not apply it (``split``).
     """
-    scales = {terms.get("dy")}
-    return [f'    {n} = _narrow({n}, "{n}", "{result}", x3.dtype, k.start'
-            f'{", scales=True" if n in scales else ""})' for n in narrowed(terms)]
+    options = {terms.get("dy"): ", scales=True", terms.get("xs"): ", split=True"}
+    return [f'    {n} = _narrow({n}, "{n}", "{result}", x3.dtype, k.start{options.get(n, "")})'
+            for n in [*narrowed(terms), *([terms["xs"]] if "xs" in terms else [])]]
 
 
 def at_mean_lines(plan: Plan, terms: dict[str, str], kept_xs: bool) -> list[str]:

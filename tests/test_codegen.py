@@ -388,6 +388,31 @@ def test_float32_coefficients_beyond_float32_are_split_or_refused(generated, bac
     assert np.isfinite(dx[:, 0]).all() and not np.isfinite(dx[:, 1]).any()
 
 
+def test_float32_coefficient_of_xs_beyond_two_factors_is_refused(generated, backend):
+    """float32: the coefficient of xs (p, b), split in two factors of float32, is refused with a
+    ValueError naming the channel from 2^254 on, where both factors were inf and y NaN, not β
+    (a constant channel at γ/ε = 1e80, std placement); below it (2.5e76) y is β. In float64
+    the same input gives β; eval mode (running_var 0) and b (subnormal data) are refused too."""
+    spec = symbn.LayerSpec(eps_placement="std")
+    ns = compiled(generated(spec, backend))
+    x, beta = np.full((4, 2), 2.5, np.float32), np.float32([0.25, -1.5])
+    with pytest.raises(ValueError, match=r"channel 1 the coefficient p of y is 1\.000e\+80.*"
+                                         r"below 2\^254 \(2\.9e\+76\)"):
+        ns["forward"](x, np.float32([1e-10, 1.0]), beta, eps=1e-80)
+    y = ns["forward"](x, np.float32([1e-10, 2.5e-4]), beta, eps=1e-80)
+    np.testing.assert_array_equal(y, np.broadcast_to(beta, y.shape))
+    y = ns["forward"](x.astype(np.float64), np.ones(2), beta.astype(np.float64), eps=1e-80)
+    np.testing.assert_array_equal(y, np.broadcast_to(beta, y.shape))
+    evaluation = compiled(generated(symbn.LayerSpec(mode="eval"), backend))
+    with pytest.raises(ValueError, match=r"channel 0 the coefficient p of y is 1\.000e\+80"):
+        evaluation["forward"](x, np.ones(2, np.float32), np.zeros(2, np.float32),
+                              np.full(2, 2.5, np.float32), np.zeros(2, np.float32), eps=1e-160)
+    plain = compiled(generated(symbn.LayerSpec(), backend))
+    with pytest.raises(ValueError, match=r"channel 0 the coefficient b of dx is 2\.0\d\de\+77"):
+        plain["backward"](np.float32([[1], [-1]]), np.float32([[0], [1.4e-45]]),
+                          np.array([1e-13]), eps=1e-300)
+
+
 def test_never_uses_uncentred_moments():
     """The variance is two-pass in xs = x - shift; no E[x^2] - E[x]^2 anywhere."""
     for spec in VARIANTS[:8]:
