@@ -12,7 +12,11 @@ Every ratio in a table is measured in this one run, on this machine:
 * ``/ bound``: our time divided by 2.5 × the time of ``np.copyto`` on one input-sized array
   (an ideal backward moves 5 arrays' worth of data);
 * ``peak mem``: tracemalloc's peak during one call, in input-sized arrays (output included);
-* ``torch / bound``, ``torch 1t / bound``: torch's times over the bound, for orientation;
+* ``vs torch+stats``: torch from x as ours starts, its statistics kernel
+  (``torch.batch_norm_update_stats``: the batch's mean and variance) and then its backward,
+  default threads, divided by ours;
+* ``torch / bound``, ``torch 1t / bound``, ``torch+stats / bound``: torch's times over the
+  bound, for orientation;
 * ``ne pass / bound``: the numexpr backend's fused elementwise pass alone (its ``_combine``:
   one ``numexpr.evaluate("a*dy + b*(x - shift) + c")`` over the whole array), over the bound.
 
@@ -205,6 +209,22 @@ def torch_backward(dy, x, gamma, eps=EPS):
     return run
 
 
+def torch_from_x(dy, x, gamma, eps=EPS):
+    """A closure running torch's statistics kernel, then its backward: the work ours does.
+
+    ``torch.batch_norm_update_stats`` (no running statistics) gives the batch's mean and
+    biased variance per channel, as torch's training forward computes them; the inverse std
+    follows, then ``native_batch_norm_backward`` as in :func:`torch_backward`.
+    """
+    xt, dyt, wt = torch.from_numpy(x), torch.from_numpy(dy), torch.from_numpy(gamma)
+
+    def run():
+        mean, var = torch.batch_norm_update_stats(xt, None, None, 0.1)
+        return torch.ops.aten.native_batch_norm_backward(
+            dyt, xt, wt, None, None, mean, (var + eps).rsqrt(), True, eps, [True, True, True])
+    return run
+
+
 def numexpr_pass(module, dy, x, axis, out):
     """A closure making the numexpr backend's fused pass out = a*dy + b*(x - shift) + c alone."""
     axis %= x.ndim
@@ -245,9 +265,10 @@ def speed_table(backends: list[str], repeats: int,
     spec = symbn.LayerSpec()
     modules = {b: module(spec, b) for b in backends}
     head = ["dtype", "shape (axis)", "bound ms", "torch / bound", "torch 1t / bound",
-            "ne pass / bound"]
+            "torch+stats / bound", "ne pass / bound"]
     for b in backends:
-        head += [f"{b} ms", "vs textbook", "vs torch", "vs torch 1t", "/ bound", "peak mem"]
+        head += [f"{b} ms", "vs textbook", "vs torch", "vs torch 1t", "vs torch+stats",
+                 "/ bound", "peak mem"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for dtype in (np.float32, np.float64):
         for shape, axis in shapes:
@@ -259,6 +280,7 @@ def speed_table(backends: list[str], repeats: int,
             }
             if torch is not None:
                 fns["torch"] = torch_backward(dy, x, gamma)
+                fns["torch+stats"] = torch_from_x(dy, x, gamma)
             if "numexpr" in modules:
                 fns["ne pass"] = numexpr_pass(modules["numexpr"], dy, x, axis, out)
             for b in backends:
@@ -270,12 +292,12 @@ def speed_table(backends: list[str], repeats: int,
             bound = 2.5 * t["copy"]
             row = [np.dtype(dtype).name, f"{shape} ({axis})", f"{bound * 1e3:.2f}"]
             row += [f"{t[k] / bound:.2f}" if k in t else "n/a"
-                    for k in ("torch", "torch1", "ne pass")]
+                    for k in ("torch", "torch1", "torch+stats", "ne pass")]
             for b in backends:
                 ours = t[b]
                 mem = peak_arrays(fns[b], x.nbytes)
                 vs_torch = [f"{t[k] / ours:.2f}x" if torch is not None else "n/a"
-                            for k in ("torch", "torch1")]
+                            for k in ("torch", "torch1", "torch+stats")]
                 row += [f"{ours * 1e3:.2f}", f"{t['book'] / ours:.2f}x", *vs_torch,
                         f"{ours / bound:.2f}", f"{mem:.2f}"]
             rows.append("| " + " | ".join(row) + " |")

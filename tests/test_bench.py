@@ -46,6 +46,22 @@ def test_numexpr_pass_computes_a_dy_plus_b_xs_plus_c(bench, shape, axis):
     np.testing.assert_allclose(out, 1.1 * dy + 0.3 * (x - 0.2) - 0.1, rtol=1e-14)
 
 
+@pytest.mark.parametrize("shape", [(6, 4), (2, 3)])
+def test_torch_from_x_gives_torch_s_backward(bench, shape):
+    """torch's statistics kernel then its backward: the gradients torch gives with the saved
+    statistics of its own training forward, and those of our backward."""
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    x, dy = rng.standard_normal(shape), rng.standard_normal(shape)
+    gamma = 1 + 0.1 * rng.standard_normal(shape[1])
+    got = [t.numpy() for t in bench.torch_from_x(dy, x, gamma)()]
+    saved = [t.numpy() for t in bench.torch_backward(dy, x, gamma)()]
+    ours = load(symbn.LayerSpec(), "numpy").backward(dy, x, gamma, eps=bench.EPS)
+    for a, b, c in zip(got, saved, ours, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-12)
+
+
 def test_block_costs_script_runs(capsys):
     """bench/bench_blocks.py prints its sums table (a row per block), its per-channel table (a
     row per array) and the sums' share of a backward."""
