@@ -33,6 +33,8 @@ Generated code: regenerate with `symbn codegen` instead of editing.
 """
 
 import contextvars
+import math
+import numbers
 import os
 import queue
 import threading
@@ -54,12 +56,17 @@ def _array(name, a):
     """``a`` as an array in the machine's byte order, unless values of it are masked.
 
     np.asarray drops the mask, and the masked values would count in the statistics. An array
-    of the other byte order (``>f4`` here) is copied to this one's (``float32``).
+    of the other byte order (``>f4`` here) is copied to this one's (``float32``). A nested
+    list NumPy cannot make an array of (rows of different lengths) is a ValueError naming it.
     """
     if np.ma.is_masked(a):
         raise ValueError(f"{name} is a masked array with masked values; expected an array "
                          "without a mask (fill or drop the masked values first)")
-    a = np.asarray(a)
+    try:
+        a = np.asarray(a)
+    except ValueError as error:  # NumPy's message says why (an inhomogeneous shape)
+        raise ValueError(f"{name} is not an array ({error}); expected an array of numbers, "
+                         "or nested lists of equal lengths") from None
     return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
 
@@ -76,7 +83,7 @@ def _layout(x, axis):
         raise ValueError(
             f"axis={axis} for x of shape {x.shape}; expected {-x.ndim} <= axis < {x.ndim}")
     axis = int(axis) % x.ndim
-    m = x.size // x.shape[axis] if x.shape[axis] else 0
+    m = math.prod(n for k, n in enumerate(x.shape) if k != axis)
     if m < 1 or x.shape[axis] == 0:
         raise ValueError(
             f"x of shape {x.shape} with axis={axis} has {m} element(s) per channel and "
@@ -96,14 +103,16 @@ def _like_x(name, a, x):
 
 
 def _eps(eps):
-    """Check eps: a real number, finite and > 0."""
-    real = isinstance(eps, (int, float, np.integer, np.floating))
+    """Check eps: a real number (a Fraction, a 0-d array of one), finite and > 0 in float64."""
+    number = eps[()] if isinstance(eps, np.ndarray) and eps.ndim == 0 else eps
+    real = isinstance(number, numbers.Real) and not isinstance(number, (bool, np.bool_))
     try:
-        value = float(eps) if real and not isinstance(eps, (bool, np.bool_)) else None
+        value = float(number) if real else None
     except OverflowError:  # an int beyond float64
         value = None
     if value is None or not 0 < value < float("inf"):
-        raise ValueError(f"eps={eps!r}; expected a finite real number > 0, such as 1e-5")
+        below = " (below float64's smallest: it rounds to 0)" if value == 0 and number > 0 else ""
+        raise ValueError(f"eps={eps!r}{below}; expected a finite real number > 0, such as 1e-5")
     return value
 
 

@@ -220,7 +220,7 @@ def generate_module(spec: LayerSpec, backend: str = "numpy") -> str:
     unbiased = spec.variance == "unbiased" and spec.uses_batch_statistics
     reason = " (unbiased variance divides by m - 1)" if unbiased else ""
     doc = module_docstring(plan, backend)
-    standard = ["contextvars", "os", "queue", "threading"]
+    standard = ["contextvars", "math", "numbers", "os", "queue", "threading"]
     imports = [*(f"import {name}" for name in standard), "",
                *(["import numexpr as ne"] if backend == "numexpr" else []),
                *(["import numba"] if backend == "numba" else []), "import numpy as np"]

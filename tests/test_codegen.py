@@ -11,6 +11,7 @@ import tempfile
 import threading
 import tracemalloc
 import warnings
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -528,6 +529,14 @@ def test_bad_arguments_raise_value_errors_naming_shapes(generated):
         ((dy, x, gamma), {"eps": "1e-5"}, "eps='1e-5'; expected a finite real number"),
         ((dy, x, gamma), {"eps": True}, "eps=True; expected a finite real number"),
         ((dy, x, gamma), {"eps": 10**400}, "eps=1000.*; expected a finite real number"),
+        ((dy, x, gamma), {"eps": np.array([1e-5])}, r"eps=array\(\[1\.e-05\]\); expected a"),
+        ((dy, x, gamma), {"eps": 1j}, "eps=1j; expected a finite real number"),
+        ((dy, x, gamma), {"eps": np.longdouble("1e-4000")},
+         "eps=np.longdouble.* \\(below float64's smallest: it rounds to 0\\); expected"),
+        (([[1.0, 2.0, 3.0]] * 3 + [[1.0]], x, gamma), {},
+         r"dy is not an array \(.*inhomogeneous.*\); expected an array of numbers"),
+        ((dy[:, :0], x[:, :0], gamma[:0]), {},
+         r"\(4, 0\) with axis=1 has 4 element\(s\) per channel and 0 channel\(s\)"),
         ((dy, np.ma.masked_less(x, 2), gamma), {}, "x is a masked array with masked values"),
         ((np.ma.masked_less(dy, 2), x, gamma), {}, "dy is a masked array with masked values"),
         ((dy, x, np.ma.masked_less(gamma, 2)), {}, "gamma is a masked array with masked"),
@@ -547,6 +556,10 @@ def test_bad_arguments_raise_value_errors_naming_shapes(generated):
     unbiased = compiled(generated(symbn.LayerSpec(variance="unbiased")))
     with pytest.raises(ValueError, match=r"\(1, 3\).*1 element.*unbiased"):
         unbiased["backward"](dy[:1], x[:1], gamma)
+    exact = ns["backward"](dy, x, gamma, eps=1e-5)  # eps: any real number type, as a value
+    for eps in (Fraction(1, 100000), np.array(1e-5), np.longdouble(1e-5)):
+        for got, want in zip(ns["backward"](dy, x, gamma, eps=eps), exact, strict=True):
+            np.testing.assert_array_equal(got, want)
 
 
 def test_eval_mode_refuses_x_minus_running_mean_beyond_float32(generated, backend):
