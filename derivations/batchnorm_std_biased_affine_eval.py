@@ -758,12 +758,11 @@ def _narrow(v, name, result, dtype, first=0, scales=False, split=False):
     placement) had y NaN, silently, before a review found it. Such a v is refused.
     """
     if split:
-        with np.errstate(over="ignore", under="ignore"):
-            held = [f for f in _split(v, dtype) if f is not None]
-        beyond = np.flatnonzero(np.isfinite(v) & ~np.logical_and.reduce(
-            [np.isfinite(f) for f in held]))
+        top = 2 * (np.finfo(dtype).maxexp - 1)  # 2^-e and b·2^e both hold below 2^top
+        limit = 2.0**top if top < 1024 else np.inf  # float64: every float64 value
+        beyond = np.flatnonzero(np.isfinite(v) & (np.abs(v) >= limit))
         if beyond.size:
-            j, top = int(beyond[0]), 2 * (np.finfo(dtype).maxexp - 1)
+            j = int(beyond[0])
             raise ValueError(
                 f"in channel {first + j} the coefficient {name} of {result} is "
                 f"{float(v.reshape(-1)[j]):.3e}, beyond what {np.dtype(dtype)} arithmetic can "

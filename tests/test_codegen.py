@@ -409,6 +409,11 @@ def test_float32_coefficient_of_xs_beyond_two_factors_is_refused(generated, back
         evaluation["forward"](x, np.ones(2, np.float32), np.zeros(2, np.float32),
                               np.full(2, 2.5, np.float32), np.zeros(2, np.float32), eps=1e-160)
     plain = compiled(generated(symbn.LayerSpec(), backend))
+    below = np.nextafter(2.0**254, 0)  # the limit is _split's own: its factors hold below it
+    assert plain["_narrow"](np.array([-below]), "b", "dx", np.float32, split=True) == -below
+    assert all(np.isfinite(f).all() for f in plain["_split"](np.array([below]), np.float32))
+    with pytest.raises(ValueError, match=r"channel 1 the coefficient b of dx is -2\.895e\+76"):
+        plain["_narrow"](np.array([1.0, -(2.0**254)]), "b", "dx", np.float32, split=True)
     with pytest.raises(ValueError, match=r"channel 0 the coefficient b of dx is 2\.0\d\de\+77"):
         plain["backward"](np.float32([[1], [-1]]), np.float32([[0], [1.4e-45]]),
                           np.array([1e-13]), eps=1e-300)
