@@ -29,7 +29,7 @@ from symbn.errors import OptionError
 from symbn.graph import Graph, build_graph
 from symbn.proof import Proof, prove_concrete, prove_symbolic
 from symbn.reductions import apply_facts
-from symbn.spec import LayerSpec
+from symbn.spec import LayerSpec, checked_spec
 
 
 @dataclass(frozen=True)
@@ -126,11 +126,7 @@ def derive(spec: LayerSpec | None = None, m: int | None = None) -> Derivation:
         (NumPy integers are whole numbers, booleans are not), or m = 1 with unbiased variance.
 
     """
-    if spec is None:
-        spec = LayerSpec()
-    if not isinstance(spec, LayerSpec):
-        raise OptionError.bad_value(
-            "spec", spec, "give a symbn.LayerSpec, such as symbn.LayerSpec(layer='batchnorm')")
+    spec = checked_spec(LayerSpec() if spec is None else spec)
     m = spec.check_batch_size(m)
     graph = build_graph(spec)
     symbolic = backward(graph, SymbolicBatch())

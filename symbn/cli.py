@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
+from typing import Any
 
 from symbn import __version__
 from symbn.commands import check, codegen, derive, latex, render, testgen, verify
@@ -14,8 +17,26 @@ from symbn.errors import SymbnError
 COMMANDS = (derive, codegen, verify, check, testgen, latex, render)
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help layout, never breaking a line at a hyphen (``--eps-`` / ``placement``)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return textwrap.fill(" ".join(text.split()), width, initial_indent=indent,
+                             subsequent_indent=indent, break_on_hyphens=False)
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, with usage errors as one line and exit status 2."""
+    """argparse, with usage errors as one line and exit status 2, and no abbreviated options.
+
+    An abbreviation hid a missing option: ``--eps 1e-3`` was taken for ``--eps-placement``,
+    and the error then named the eps placement.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_abbrev=False, formatter_class=_Formatter, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"symbn: error: {message} (see '{self.prog} --help')\n")
@@ -33,15 +54,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for command in COMMANDS:
         command.add_parser(sub)
+    commands.update(sub.choices)
     return parser
+
+
+commands: dict[str, argparse.ArgumentParser] = {}  # each subcommand's parser, by name
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``symbn`` console script; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the subcommand, whose help lists what it takes
+        commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     command = {c.NAME: c for c in COMMANDS}[args.command]
     try:
+        if sys.stdout is None:  # closed (``symbn … >&-``): output would be lost
+            raise OSError(errno.EBADF, "standard output is closed")
         return int(command.run(args))
     except SymbnError as error:
         print(f"symbn: error: {error}", file=sys.stderr)
@@ -50,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (``symbn … | head``): stop quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as error:  # standard output full or closed (files are SymbnErrors)
+        print(f"symbn: error: cannot write the output: {error.strerror or error}",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

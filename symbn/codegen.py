@@ -61,7 +61,7 @@ from symbn.codegen_plan import (
 from symbn.codegen_quick import quick_source
 from symbn.codegen_templates import layout_source
 from symbn.errors import OptionError
-from symbn.spec import LayerSpec
+from symbn.spec import LayerSpec, checked_spec
 
 BACKENDS: tuple[str, ...] = ("numpy", "numexpr", "numba")
 Quick = Callable[[list[str], list[str]], tuple[list[str], int, tuple[int, ...]]]  # _pair
@@ -204,16 +204,18 @@ def generate_module(spec: LayerSpec, backend: str = "numpy") -> str:
 
     The same spec and backend always give the same bytes; the module imports NumPy (and, for
     ``backend="numexpr"`` or ``"numba"``, that library), from the standard library
-    contextvars, os, queue and threading, and nothing from symbn.
+    contextvars, math, numbers, os, queue and threading, and nothing from symbn.
 
     Raises
     ------
     OptionError
-        For a backend other than ``"numpy"``, ``"numexpr"`` or ``"numba"``.
+        For a spec that is not a :class:`LayerSpec`, or a backend other than ``"numpy"``,
+        ``"numexpr"`` or ``"numba"``.
     ProofError
         If a per-channel rewrite could not be proven equal to the closed form.
 
     """
+    spec = checked_spec(spec)
     if backend not in BACKENDS:
         raise OptionError.bad_value("backend", backend, BACKENDS)
     plan = build_plan(spec)

@@ -124,3 +124,17 @@ def all_variants(layer: str = "batchnorm") -> tuple[LayerSpec, ...]:
         for var in VARIANCES
         for affine in (True, False)
     )
+
+
+def checked_spec(spec: object) -> LayerSpec:
+    """``spec`` itself if it is a :class:`LayerSpec`; an :class:`OptionError` naming it if not.
+
+    >>> checked_spec(None)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    symbn.errors.OptionError: spec=None is not allowed; give a symbn.LayerSpec, such as ...
+    """
+    if not isinstance(spec, LayerSpec):
+        raise OptionError.bad_value(
+            "spec", spec, "give a symbn.LayerSpec, such as symbn.LayerSpec(layer='batchnorm')")
+    return spec

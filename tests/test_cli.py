@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import types
@@ -86,6 +87,46 @@ def test_unknown_flag_is_a_usage_error() -> None:
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 2 and "--bogus" in proc.stderr
     assert proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["codegen", "batchnorm", "--eps", "1e-3"], "unrecognized arguments: --eps 1e-3"),
+    (["codegen", "batchnorm", "--back", "numba"], "unrecognized arguments: --back numba"),
+    (["codegen", "batchnorm", "batchnorm"], "unrecognized arguments: batchnorm"),
+])
+def test_a_subcommand_s_unknown_argument_names_its_help(capsys: pytest.CaptureFixture[str],
+                                                        argv: list[str], needle: str) -> None:
+    """No abbreviations (``--eps`` was taken for ``--eps-placement``, and the error named the
+    placement); an argument the subcommand does not take sends to the subcommand's help."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1
+    assert needle in err and "(see 'symbn codegen --help')" in err
+
+
+@pytest.mark.parametrize("redirect", [">/dev/full", ">&-"])
+def test_standard_output_that_cannot_be_written_is_one_line_exit_2(redirect: str) -> None:
+    """Standard output full or closed: exit 2 and one line on stderr, not a traceback."""
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    proc = subprocess.run(f"{sys.executable} -m symbn.cli latex batchnorm {redirect}",
+                          shell=True, capture_output=False, stderr=subprocess.PIPE, text=True,
+                          check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("symbn: error: cannot write the output: ")
+    assert proc.stderr.count("\n") == 1
+
+
+def test_help_never_breaks_an_option_at_its_hyphen(capsys: pytest.CaptureFixture[str]) -> None:
+    """The help text wraps between words: ``--eps-placement`` stays whole (its example broke
+    into ``--eps-`` and ``placement``)."""
+    for command in ("codegen", "latex", "derive", "verify"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert "--eps-placement" in text
+        assert not re.search(r"-\n\s*placement", text), command
 
 
 def test_failed_proof_exits_1(capsys: pytest.CaptureFixture[str],

@@ -1194,13 +1194,18 @@ def test_float32_sums_of_a_long_channel_stay_accurate(shape, axis, generated, ba
 
 
 def test_load_compiles_in_process_and_checks_backend():
-    """load gives a module with forward/backward; an unknown backend is an OptionError."""
+    """load gives a module with forward/backward; an unknown backend, or a spec that is not a
+    LayerSpec (None gave an AttributeError from inside the plan), is an OptionError."""
     module = codegen.load(symbn.LayerSpec(affine=False, mode="eval"))
     x = np.arange(6.0).reshape(3, 2)
     dx = module.backward(np.ones_like(x), x, np.zeros(2), np.full(2, 3.0), eps=1.0)
     np.testing.assert_allclose(dx, np.full((3, 2), 0.5))
     with pytest.raises(OptionError, match="backend='cupy'"):
         codegen.generate_module(symbn.LayerSpec(), "cupy")
+    for make in (codegen.load, codegen.generate_module):
+        for spec in (None, "batchnorm"):
+            with pytest.raises(OptionError, match=f"spec={spec!r} is not allowed; give a symbn"):
+                make(spec)
 
 
 def test_load_without_numexpr_says_what_to_install(monkeypatch):

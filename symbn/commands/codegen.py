@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     path = Path(args.output)
     if path.suffix != ".py":
-        raise OptionError.bad_value("--output", args.output, "the module's name must end in .py")
+        raise OptionError.bad_value("--output", args.output,
+                                    "expected a file name ending in .py, such as bn_grad.py")
     write_output("--output", args.output, source)
     print(f"wrote {path}: {spec.describe()}, backend={args.backend}")
     return 0
