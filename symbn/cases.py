@@ -16,7 +16,7 @@ from symbn.errors import OptionError, check_positive, check_whole
 from symbn.spec import LayerSpec
 
 __all__ = ["DTYPES", "Case", "check_dtype", "check_eps", "check_seed", "default_cases",
-           "validate_case"]
+           "parameter_names", "signature", "validate_case"]
 
 DTYPES: tuple[str, ...] = ("float64", "float32")
 
@@ -50,7 +50,9 @@ class Case:
 
     ``x`` and ``dy`` have any shape with the channel axis ``axis``; ``gamma`` (affine) and the
     running statistics (eval mode) have one value per channel. The checker validates a case
-    with :func:`validate_case` before calling the backward on it.
+    with :func:`validate_case` before calling the backward on it. ``spec``, where a case was
+    made for one variant (:func:`symbn.strategies.cases` sets it), is the variant it is
+    checked as: :func:`symbn.checker.check_case` takes it, and refuses another.
     """
 
     x: np.ndarray
@@ -61,6 +63,7 @@ class Case:
     eps: float = 1e-5
     axis: int = -1
     name: str = "case"
+    spec: LayerSpec | None = None
 
     def describe(self) -> str:
         """One line: name, shape, dtype, axis, ε and the range of x."""
@@ -75,12 +78,23 @@ class Case:
 
     def arguments(self, spec: LayerSpec) -> tuple[Any, ...]:
         """The positional arguments of the backward: dy, x[, gamma][, running stats]."""
-        args: list[Any] = [self.dy, self.x]
-        if spec.affine:
-            args.append(self.gamma)
-        if not spec.uses_batch_statistics:
-            args += [self.running_mean, self.running_var]
-        return tuple(args)
+        return tuple(getattr(self, name) for name in parameter_names(spec))
+
+
+def parameter_names(spec: LayerSpec) -> list[str]:
+    """The positional parameters of a backward for ``spec`` (also :class:`Case` fields)."""
+    return ["dy", "x", *(["gamma"] if spec.affine else []),
+            *([] if spec.uses_batch_statistics else ["running_mean", "running_var"])]
+
+
+def signature(spec: LayerSpec) -> str:
+    """The signature a backward for ``spec`` must have.
+
+    >>> signature(LayerSpec(mode="eval", affine=False))
+    'backward(dy, x, running_mean, running_var, *, eps, axis) -> dx'
+    """
+    out = "(dx, dgamma, dbeta)" if spec.affine else "dx"
+    return f"backward({', '.join(parameter_names(spec))}, *, eps, axis) -> {out}"
 
 
 def validate_case(case: Any, spec: LayerSpec, name: str = "case") -> Case:
@@ -90,11 +104,15 @@ def validate_case(case: Any, spec: LayerSpec, name: str = "case") -> Case:
     element, dy one of the same shape and dtype, ``axis`` an axis of x, ε finite and > 0,
     γ (affine) and the running statistics (eval mode) arrays of real floats with one value per
     channel, the running variance >= 0; and every value finite. Raises :class:`OptionError`
-    naming the field and the value.
+    naming the field and the value, or a case made for another variant than ``spec``.
     """
     if not isinstance(case, Case):
         raise OptionError(f"{name} is a {type(case).__name__}, not a symbn.checker.Case; build "
                           "it as Case(x, dy, gamma, eps=1e-5, axis=-1)")
+    if case.spec is not None and case.spec != spec:
+        raise OptionError(f"{name} was made for {case.spec.describe()}, but is checked as "
+                          f"{spec.describe()}: check it as its own variant (check_case takes "
+                          "it from the case), or draw the cases for the variant checked")
     x = _real_array(f"{name}.x", case.x, DTYPES)
     if x.size == 0:
         raise OptionError.bad_value(f"{name}.x.shape", x.shape, "give at least one element")

@@ -33,13 +33,23 @@ True
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
-from symbn.cases import DTYPES, Case, check_dtype, check_seed, default_cases, validate_case
+from symbn.cases import (
+    DTYPES,
+    Case,
+    check_dtype,
+    check_seed,
+    default_cases,
+    parameter_names,
+    signature,
+    validate_case,
+)
 from symbn.check_report import UNINFORMATIVE, CaseResult, CheckReport, OutputCheck
 from symbn.check_truth import SUBNORMAL_SPACINGS, TOLERANCE_RULE, Truth, case_truth, tolerance
 from symbn.errors import OptionError
@@ -147,10 +157,14 @@ def check_case(fn: Callable[..., Any], case: Case, *, spec: LayerSpec | None = N
                dps: int = 30, reference: Reference | None = None) -> CaseResult:
     """Run ``fn`` on one case and compare each output with the reference.
 
-    ``case`` must pass :func:`symbn.cases.validate_case` and ``dps`` :func:`symbn.fd.check_dps`
-    (an :class:`OptionError` otherwise). Each output must be a NumPy array of real floats in
-    the dtype of x or wider (see :func:`_contract_violation`); any other output is a failure,
-    not an error.
+    The variant is ``spec``, else the case's own (:attr:`Case.spec`, which the strategies
+    set), else the default :class:`LayerSpec`; a case made for another variant than ``spec`` is
+    an :class:`OptionError` (it was checked as the default variant, silently). ``case`` must
+    pass :func:`symbn.cases.validate_case`, ``fn`` take its arguments
+    (:func:`_callable_as_backward`) and ``dps`` pass :func:`symbn.fd.check_dps` (an
+    :class:`OptionError` otherwise). Each output must be a NumPy array of real floats in the
+    dtype of x or wider (see :func:`_contract_violation`); any other output is a failure, not
+    an error.
 
     >>> import numpy as np
     >>> case = default_cases(LayerSpec(mode="eval", affine=False))[0]
@@ -159,24 +173,64 @@ def check_case(fn: Callable[..., Any], case: Case, *, spec: LayerSpec | None = N
     >>> check_case(wrong, case, spec=LayerSpec(mode="eval", affine=False)).passed
     False
     """
-    spec = spec or LayerSpec()
+    spec = spec or getattr(case, "spec", None) or LayerSpec()
     validate_case(case, spec)
+    _callable_as_backward(fn, spec, case)
     return _run_case(fn, case, spec, check_dps(dps), reference or Reference(spec))
+
+
+def _callable_as_backward(fn: Any, spec: LayerSpec, case: Case) -> None:
+    """An :class:`OptionError` where ``fn`` cannot be called as ``spec``'s backward.
+
+    Not a failing report: a backward of another variant (``--no-affine`` forgotten) failed
+    every case with the same TypeError, which read as a wrong gradient. A callable without a
+    signature to read (some built-ins) is let through, to be called.
+    """
+    if not callable(fn):
+        raise OptionError(f"the backward is a {type(fn).__name__}, not a function; give a "
+                          f"function {signature(spec)}")
+    try:
+        parameters = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        parameters.bind(*case.arguments(spec), eps=case.eps, axis=case.axis)
+    except TypeError as error:
+        name = getattr(fn, "__qualname__", type(fn).__name__)
+        raise OptionError(f"{name}{parameters} cannot be called as {signature(spec)} "
+                          f"({spec.describe()}): {error}") from None
 
 
 def _run_case(fn: Callable[..., Any], case: Case, spec: LayerSpec, dps: int,
               ref: Reference) -> CaseResult:
-    """:func:`check_case` on a case and options already validated."""
+    """:func:`check_case` on a case and options already validated.
+
+    The backward fails where it raises (SystemExit too: ``sys.exit`` in it is its failure, not
+    the checker's exit status), returns what its variant does not, or changes an input in place
+    (the caller's arrays are not the backward's to change, and the reference was made from
+    them before).
+    """
     truth = case_truth(ref, case, dps)
     dtype = case.x.dtype
     kappa = max(float(k.max()) for k in truth.kappas.values())
     note = f"16·u·κ·(1+√m) with u = {np.finfo(dtype).eps / 2:.3g} ({dtype}), " \
            f"m = {truth.m}, largest κ = {kappa:.3g}"
+    given = case.arguments(spec)
+    before = [np.array(a, copy=True) for a in given]
     try:
         with np.errstate(all="ignore"):     # overflow or 0/0 shows up in the comparison
-            outputs = _outputs(spec, fn(*case.arguments(spec), eps=case.eps, axis=case.axis))
-    except Exception as error:
+            result = fn(*given, eps=case.eps, axis=case.axis)
+    except (Exception, SystemExit) as error:
         return CaseResult(case, (), f"the backward raised {type(error).__name__}: {error}", note)
+    changed = [n for n, a, b in zip(parameter_names(spec), given, before, strict=True)
+               if not (a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b))]
+    if changed:
+        return CaseResult(case, (), f"the backward changed its input {', '.join(changed)} in "
+                          "place; it must leave its arguments as they are", note)
+    try:
+        outputs = _outputs(spec, result)
+    except TypeError as error:
+        return CaseResult(case, (), f"the backward returned the wrong thing: {error}", note)
     checks = tuple(_compare(OUTPUT_NAMES[w], case, outputs[w], truth, w, dtype)
                    for w in outputs)
     return CaseResult(case, checks, "", note)
@@ -235,6 +289,7 @@ def check_backward(fn: Callable[..., Any], layer: str = "batchnorm", *,
         raise OptionError.bad_value("cases", [], "give at least one Case")
     for k, case in enumerate(chosen):
         validate_case(case, spec, f"cases[{k}]")
+    _callable_as_backward(fn, spec, chosen[0])
     ref = Reference(spec)
     results = tuple(_run_case(fn, c, spec, dps, ref) for c in chosen)
     warnings = [] if own else degenerate_data_warnings(spec, chosen)

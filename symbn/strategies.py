@@ -251,7 +251,7 @@ def _cases(draw: st.DrawFn, spec: LayerSpec, *, dtype: str, hard: bool, structur
     labels = ", ".join(t for t in (x_label, g_label, dy_label) if t)
     name = f"shape {shape} axis {axis} {dtype} eps {eps:g}; {labels}"
     return Case(x=x, dy=dy, gamma=gamma, running_mean=running_mean, running_var=running_var,
-                eps=eps, axis=axis, name=name)
+                eps=eps, axis=axis, name=name, spec=spec)
 
 
 def _nchw_shape(draw: st.DrawFn, channels: int, smallest: int, large: int) -> tuple[int, ...]:

@@ -69,7 +69,7 @@ def _load_file(target: str, where: str) -> ModuleType:
     try:
         with _first_on_path(str(path.resolve().parent)):
             spec.loader.exec_module(module)
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # sys.exit on import: not the checker's exit
         if previous is None:
             sys.modules.pop(module_name, None)
         else:
@@ -85,6 +85,6 @@ def _import(target: str, where: str) -> ModuleType:
     try:
         with _first_on_path(os.getcwd()):
             return importlib.import_module(where)
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # sys.exit on import: not the checker's exit
         raise OptionError.bad_value(
             "target", target, f"cannot import module {where!r}: {error}") from None

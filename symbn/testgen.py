@@ -19,26 +19,13 @@ import keyword
 import re
 
 from symbn import __version__
-from symbn.cases import DTYPES, default_cases
+from symbn.cases import DTYPES, default_cases, signature
 from symbn.errors import OptionError
 from symbn.spec import LayerSpec
 
 __all__ = ["generate_tests", "signature"]
 
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-
-
-def signature(spec: LayerSpec) -> str:
-    """The signature a backward for ``spec`` must have.
-
-    >>> signature(LayerSpec(mode="eval", affine=False))
-    'backward(dy, x, running_mean, running_var, *, eps, axis) -> dx'
-    """
-    params = ["dy", "x"] + (["gamma"] if spec.affine else [])
-    if not spec.uses_batch_statistics:
-        params += ["running_mean", "running_var"]
-    out = "(dx, dgamma, dbeta)" if spec.affine else "dx"
-    return f"backward({', '.join(params)}, *, eps, axis) -> {out}"
 
 
 def _import_line(target: str) -> str:

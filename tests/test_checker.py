@@ -299,10 +299,82 @@ def test_exceptions_and_bad_outputs_are_failures_not_crashes() -> None:
     def two(dy, x, gamma, *, eps, axis):
         return compact(dy, x, gamma, eps=eps, axis=axis)[:2]
 
-    for fn, text in ((raises, "RuntimeError: boom"), (flat, "shape"), (two, "a tuple of 2")):
+    def leaves(dy, x, gamma, *, eps, axis):
+        import sys
+        sys.exit(5)
+
+    for fn, text in ((raises, "raised RuntimeError: boom"), (flat, "shape"),
+                     (two, "returned the wrong thing: expected (dx, dgamma, dbeta), got a "
+                           "tuple of 2"), (leaves, "raised SystemExit: 5")):
         report = check_backward(fn)
         assert not report.passed
         assert text in report.format()
+
+
+@pytest.mark.parametrize("changes", ["x", "dy", "gamma"])
+def test_a_backward_that_changes_its_input_in_place_fails(changes: str) -> None:
+    """Right outputs, but an input changed in place afterwards (or first): a failure naming it.
+    It passed every check before a review found it."""
+    def after(dy, x, gamma, *, eps, axis):
+        out = compact(dy, x, gamma, eps=eps, axis=axis)
+        {"x": x, "dy": dy, "gamma": gamma}[changes][...] *= 1 + 2**-20
+        return out
+
+    report = check_backward(after)
+    assert not report.passed
+    assert f"the backward changed its input {changes} in place" in report.format()
+    case = default_cases(symbn.LayerSpec())[0]
+    kept = case.x.copy()
+    assert check_case(compact, case).passed and np.array_equal(case.x, kept)
+
+
+def test_a_backward_of_another_signature_is_an_option_error() -> None:
+    """A backward that cannot take the variant's arguments (``--no-affine`` forgotten, or
+    given) is one OptionError naming both signatures, not a failure per input; so is a
+    backward that is not a function."""
+    def no_affine(dy, x, *, eps, axis):
+        return dy
+
+    with pytest.raises(OptionError, match=r"no_affine\(dy, x, \*, eps, axis\) cannot be called "
+                       r"as backward\(dy, x, gamma, \*, eps, axis\)"):
+        check_backward(no_affine)
+    with pytest.raises(OptionError, match=r"cannot be called as backward\(dy, x, \*, eps, axis\)"):
+        check_backward(compact, affine=False)
+    with pytest.raises(OptionError, match="cannot be called as"):
+        check_case(no_affine, default_cases(symbn.LayerSpec())[0])
+    for fn in ("layers.py:bn_backward", None):
+        with pytest.raises(OptionError, match="not a function"):
+            check_backward(fn)  # type: ignore[arg-type]
+    assert check_backward(no_affine, affine=False).passed is False  # called: dx = dy is wrong
+
+
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(case=cases(eps_placement="std", nchw=True))
+def test_a_drawn_case_is_checked_as_the_variant_it_was_drawn_for(case: Case) -> None:
+    """cases(eps_placement="std") draws std cases: check_case takes the variant from the case
+    (a right std backward passed 9 examples in 80, checked as the default variant), and refuses
+    to check it as another."""
+    spec = symbn.LayerSpec(eps_placement="std")
+    assert case.spec == spec
+    result = check_case(_codegen().load(spec).backward, case)
+    assert result.passed, result.explain()
+    with pytest.raises(OptionError, match=r"was made for batchnorm, eps_placement=std.*but is "
+                                          r"checked as batchnorm, eps_placement=sqrt"):
+        check_case(compact, case, spec=symbn.LayerSpec())
+
+
+def test_a_sqrt_backward_fails_cases_drawn_for_std() -> None:
+    """The converse: the default backward is checked against the std gradient the cases were
+    drawn for, and fails most of them (it passed all 80 such examples before; it passes where
+    the two agree, as at m = 1, where dx is 0 in both)."""
+    verdicts = []
+
+    @settings(max_examples=12, deadline=None, derandomize=True)
+    @given(case=cases(eps_placement="std", hard=False))
+    def run(case: Case) -> None:
+        verdicts.append(check_case(compact, case).passed)
+    run()
+    assert len(verdicts) >= 10 and verdicts.count(False) > len(verdicts) / 2, verdicts
 
 
 def test_nan_output_fails() -> None:
@@ -320,6 +392,14 @@ def _codegen():  # the generated code comes from another issue's module
         pytest.skip("symbn.codegen is not importable (the code-generation issue is not merged)")
     from symbn import codegen
     return codegen
+
+
+def test_sys_exit_in_a_target_file_is_an_option_error(tmp_path: Path) -> None:
+    """A file that calls sys.exit as it is imported: an OptionError naming it (the checker
+    exited with the file's status, 0 with no output: a pass in CI)."""
+    (tmp_path / "leaves.py").write_text("import sys\nsys.exit(0)\n", encoding="utf-8")
+    with pytest.raises(OptionError, match=r"importing .*leaves\.py failed: SystemExit: 0"):
+        load_function(f"{tmp_path / 'leaves.py'}:backward")
 
 
 @pytest.mark.parametrize("spec", [symbn.LayerSpec(), symbn.LayerSpec(eps_placement="std")],
