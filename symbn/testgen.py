@@ -16,7 +16,9 @@ True
 from __future__ import annotations
 
 import keyword
+import os
 import re
+from pathlib import Path
 
 from symbn import __version__
 from symbn.cases import DTYPES, default_cases, signature
@@ -28,7 +30,12 @@ __all__ = ["generate_tests", "signature"]
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
-def _import_line(target: str) -> str:
+def _import_line(target: str, test_file: str | None) -> str:
+    """The line that gives the test file ``backward_under_test``.
+
+    A file target is read relative to the test file where that is known (``test_file``), so
+    that the tests run from any folder; else relative to the folder pytest runs in.
+    """
     if ":" not in target:
         raise OptionError.bad_value("--target", target,
                                     "write it as package.module:function or path/file.py:function")
@@ -36,14 +43,19 @@ def _import_line(target: str) -> str:
     if not name.isidentifier() or keyword.iskeyword(name):
         raise OptionError.bad_value("--target", target, f"{name!r} is not a function name")
     if where.endswith(".py"):
-        return f"backward_under_test = load_function({target!r})"
+        if test_file is None:
+            return f"backward_under_test = load_function({target!r})"
+        near = Path(os.path.relpath(Path(where).resolve(), Path(test_file).resolve().parent))
+        return ("HERE = Path(__file__).resolve().parent  # the target's path is from here\n"
+                f'backward_under_test = load_function(f"{{HERE / {near.as_posix()!r}}}:{name}")')
     if not _DOTTED.match(where):
         raise OptionError.bad_value("--target", target, f"{where!r} is not a module name")
     return f"from {where} import {name} as backward_under_test"
 
 
 def generate_tests(spec: LayerSpec, target: str, *, dtype: str = "float64",
-                   examples: int = 200, command: str | None = None) -> str:
+                   examples: int = 200, command: str | None = None,
+                   test_file: str | None = None) -> str:
     """The source of a test file checking ``target`` (``module:function``) against symbn.
 
     Parameters
@@ -58,6 +70,9 @@ def generate_tests(spec: LayerSpec, target: str, *, dtype: str = "float64",
         Hypothesis examples per property test.
     command
         The command line to record in the docstring (default: the equivalent ``symbn testgen``).
+    test_file
+        Where the test file will be written, if known: a ``path/file.py`` target is then read
+        relative to it, not to the folder pytest runs in.
 
     """
     if dtype not in DTYPES:
@@ -66,7 +81,9 @@ def generate_tests(spec: LayerSpec, target: str, *, dtype: str = "float64",
         raise OptionError.bad_value("--examples", examples, "use at least 1 example")
     flags = _flags(spec)
     command = command or f"symbn testgen {spec.layer} --target {target}{flags} " \
-                         f"--dtype {dtype} --examples {examples}"
+                         f"--dtype {dtype} --examples {examples}" \
+                         f"{'' if test_file is None else ' -o ' + test_file}"
+    import_line = _import_line(target, test_file)
     options = (f'eps_placement="{spec.eps_placement}", variance="{spec.variance}", '
                f'affine={spec.affine}, mode="{spec.mode}"')
     fixed = len(default_cases(spec, dtype))
@@ -75,7 +92,8 @@ def generate_tests(spec: LayerSpec, target: str, *, dtype: str = "float64",
         structured = _STRUCTURED.format(layer=spec.layer, options=options)
     return _TEMPLATE.format(
         target=target, command=command, version=__version__, describe=spec.describe(),
-        signature=signature(spec), import_line=_import_line(target), layer=spec.layer,
+        signature=signature(spec), import_line=import_line, layer=spec.layer,
+        pathlib="from pathlib import Path\n\n" if "HERE" in import_line else "",
         options=options, dtype=dtype, examples=examples, fixed=fixed,
         structured=structured, load=", load_function" if ":" in target and
         target.rpartition(":")[0].endswith(".py") else "",
@@ -114,7 +132,7 @@ element of each output and both values ("analytic ... reference ...").
 
 from __future__ import annotations
 
-import pytest
+{pathlib}import pytest
 from hypothesis import HealthCheck, given, settings
 from symbn import LayerSpec
 from symbn import strategies as sst

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import symbn
-from symbn.cli import build_parser
+from symbn.cli import build_parser, main
 from symbn.commands import testgen as testgen_command
 from symbn.errors import OptionError
 from symbn.testgen import generate_tests, signature
@@ -105,8 +105,43 @@ def test_command_writes_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[s
     if testgen_command.NAME not in sub.choices:     # before the lead wires the command in
         testgen_command.add_parser(sub)
     out = tmp_path / "test_bn.py"
-    args = parser.parse_args(["testgen", "batchnorm", "--target", "m:f", "--variance",
+    (tmp_path / "userbn.py").write_text(USER_MODULE)
+    target = f"{tmp_path / 'userbn.py'}:right"
+    args = parser.parse_args(["testgen", "batchnorm", "--target", target, "--variance",
                               "unbiased", "-o", str(out)])
     assert testgen_command.run(args) == 0
-    assert out.read_text() == generate_tests(symbn.LayerSpec(variance="unbiased"), "m:f")
+    assert out.read_text() == generate_tests(symbn.LayerSpec(variance="unbiased"), target,
+                                             test_file=str(out))
     assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("target", ["{tmp}/missing.py:f", "nosuchmodule_symbn:f",
+                                    "{tmp}/userbn.py:nosuch"])
+def test_a_target_that_does_not_load_is_refused(tmp_path: Path, target: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """testgen loads the target first, as symbn check does: one line, exit 2, no file (it
+    wrote the file, and the error came when pytest collected it)."""
+    (tmp_path / "userbn.py").write_text(USER_MODULE)
+    out = tmp_path / "test_bn.py"
+    code = main(["testgen", "batchnorm", "--target", target.format(tmp=tmp_path), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("symbn: error: target=") and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_a_file_target_is_found_from_the_test_file(tmp_path: Path) -> None:
+    """``--target layers.py:f -o tests/test_bn.py``: the file reads layers.py relative to
+    itself, so pytest passes run from any folder (from tests/ it failed to collect)."""
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "layers.py").write_text(USER_MODULE)
+    here = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        assert main(["testgen", "batchnorm", "--target", "layers.py:right", "-o",
+                     "tests/test_bn.py", "--examples", "3"]) == 0
+    finally:
+        os.chdir(here)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "test_bn.py"],
+        cwd=tmp_path / "tests", capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr

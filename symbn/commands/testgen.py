@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from symbn.commands.options import add_layer_arguments, spec_from_args, write_output
+from symbn.targets import load_function
 from symbn.testgen import generate_tests
 
 NAME = "testgen"
@@ -32,7 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit status."""
     spec = spec_from_args(args)
-    source = generate_tests(spec, args.target, dtype=args.dtype, examples=args.examples)
+    load_function(args.target)  # refused here, as symbn check refuses it: not at collection
+    source = generate_tests(spec, args.target, dtype=args.dtype, examples=args.examples,
+                            test_file=args.output)
     if args.output is None:
         sys.stdout.write(source)
     else:
