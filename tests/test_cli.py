@@ -154,7 +154,7 @@ def test_help_describes_every_option(capsys: pytest.CaptureFixture[str]) -> None
 @pytest.mark.parametrize(("argv", "needle"), [
     (["latex", "batchnorm", "-o", "{missing}/x.tex"], "cannot write it: No such file"),
     (["latex", "batchnorm", "-o", "{folder}"], "cannot write it: Is a directory"),
-    (["testgen", "batchnorm", "--target", "m:f", "-o", "{missing}/t.py"], "No such file"),
+    (["testgen", "batchnorm", "--target", "json:dumps", "-o", "{missing}/t.py"], "No such file"),
     (["render", "--dir", "{file}"], "it is a file, not a folder"),
     (["render", "--dir", "{file}/sub"], "cannot write it: Not a directory"),
 ])
