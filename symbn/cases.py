@@ -22,13 +22,19 @@ DTYPES: tuple[str, ...] = ("float64", "float32")
 
 
 def check_dtype(dtype: Any, name: str = "dtype") -> str:
-    """``dtype`` as a name in :data:`DTYPES`, else an :class:`OptionError`.
+    """``dtype`` (a name, a NumPy dtype or scalar type) as a name in :data:`DTYPES`.
 
+    An :class:`OptionError` otherwise.
+
+    >>> check_dtype(np.float32)
+    'float32'
     >>> check_dtype("float16")
     Traceback (most recent call last):
     ...
     symbn.errors.OptionError: dtype='float16' is not allowed; choose one of: 'float64', 'float32'
     """
+    if isinstance(dtype, type) and issubclass(dtype, np.generic):  # np.float32
+        dtype = np.dtype(dtype)
     if not isinstance(dtype, (str, np.dtype)) or dtype not in DTYPES:
         raise OptionError.bad_value(name, dtype, DTYPES)
     return str(dtype)

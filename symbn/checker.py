@@ -55,7 +55,7 @@ from symbn.check_truth import SUBNORMAL_SPACINGS, TOLERANCE_RULE, Truth, case_tr
 from symbn.errors import OptionError
 from symbn.fd import check_dps
 from symbn.reference import Reference
-from symbn.spec import LayerSpec
+from symbn.spec import LayerSpec, checked_spec
 from symbn.targets import load_function
 from symbn.vacuity import degenerate_data_warnings, surviving_mutants
 
@@ -173,7 +173,7 @@ def check_case(fn: Callable[..., Any], case: Case, *, spec: LayerSpec | None = N
     >>> check_case(wrong, case, spec=LayerSpec(mode="eval", affine=False)).passed
     False
     """
-    spec = spec or getattr(case, "spec", None) or LayerSpec()
+    spec = checked_spec(spec or getattr(case, "spec", None) or LayerSpec())
     validate_case(case, spec)
     _callable_as_backward(fn, spec, case)
     return _run_case(fn, case, spec, check_dps(dps), reference or Reference(spec))

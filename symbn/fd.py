@@ -39,7 +39,7 @@ import mpmath
 import numpy as np
 
 from symbn.cases import check_eps
-from symbn.errors import check_positive, check_whole
+from symbn.errors import OptionError, check_positive, check_whole
 from symbn.reference import Reference, as_matrix
 
 __all__ = [
@@ -55,17 +55,28 @@ __all__ = [
 
 
 MIN_DPS = 20        # fewer digits cannot judge float64 results (symbn verify, symbn check)
+MAX_DPS = 1000      # more runs for minutes, and no float needs it (see check_dps)
 
 
 def check_dps(dps: object, name: str = "dps") -> int:
-    """The digits of an mpmath computation: a whole number >= :data:`MIN_DPS`.
+    """The digits of an mpmath computation: a whole number from :data:`MIN_DPS` to MAX_DPS.
+
+    Above MAX_DPS a check runs for minutes (``--dps 100000`` ran past 300 s), and no float
+    needs it: 50 digits settle float64.
 
     >>> check_dps(10)
     Traceback (most recent call last):
     ...
     symbn.errors.OptionError: dps=10 is not allowed; use at least 20 digits, a whole number >= 20
+    >>> check_dps(100000)
+    Traceback (most recent call last):
+    ...
+    symbn.errors.OptionError: dps=100000 is not allowed; use at most 1000 digits
     """
-    return check_whole(name, dps, MIN_DPS, f"at least {MIN_DPS} digits, a whole number")
+    digits = check_whole(name, dps, MIN_DPS, f"at least {MIN_DPS} digits, a whole number")
+    if digits > MAX_DPS:
+        raise OptionError.bad_value(name, dps, f"use at most {MAX_DPS} digits")
+    return digits
 
 
 def _check_levels(levels: object) -> int:

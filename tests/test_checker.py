@@ -439,9 +439,21 @@ def test_load_function_reads_files_and_modules(tmp_path: Path) -> None:
 
 
 def test_unknown_dtype_is_refused() -> None:
-    """dtype must be float64 or float32, and the error says so."""
+    """dtype must be float64 or float32, and the error says so; given as a name, a NumPy dtype
+    or a NumPy scalar type (np.float32 was refused while np.dtype("float32") was taken)."""
     with pytest.raises(OptionError, match="float64"):
         check_backward(compact, dtype="float16")
+    with pytest.raises(OptionError, match="float64"):
+        check_backward(compact, dtype=np.float16)  # type: ignore[arg-type]
+    for dtype in ("float32", np.dtype("float32"), np.float32):
+        report = check_backward(compact, dtype=dtype)  # type: ignore[arg-type]
+        assert report.passed and report.dtype == "float32"
+
+
+def test_a_spec_that_is_not_a_layer_spec_is_an_option_error() -> None:
+    """check_case(spec="std"): an OptionError naming it (an AttributeError from inside)."""
+    with pytest.raises(OptionError, match=r"spec='std' is not allowed; give a symbn\.LayerSpec"):
+        check_case(compact, default_cases(symbn.LayerSpec())[0], spec="std")  # type: ignore[arg-type]
 
 
 # -- the command line -------------------------------------------------------------------------
@@ -546,6 +558,13 @@ def test_a_wider_float_result_is_compared_not_failed() -> None:
     assert check_backward(_returning(lambda dx: dx.astype(np.float64)), dtype="float32").passed
     wrong = _returning(lambda dx: dx.astype(np.float64) * (1 + 1e-3))
     assert not check_backward(wrong, dtype="float32").passed
+
+
+def test_dps_above_a_thousand_is_refused() -> None:
+    """dps at most 1000 (--dps 100000 ran past 300 s; 1000 takes about 2 s in symbn verify)."""
+    with pytest.raises(OptionError, match=r"dps=100000 is not allowed; use at most 1000 digits"):
+        check_backward(compact, dps=100000)
+    assert check_case(compact, default_cases(symbn.LayerSpec())[0], dps=1000).passed
 
 
 @pytest.mark.parametrize("dps", [10, 19, 0, -5, 25.0, True, "30"])
