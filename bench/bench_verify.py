@@ -97,12 +97,13 @@ def checker_table() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from test_checker import compact
 
-    print("\n3. symbn.check_backward on a right backward (symbn's 10-11 inputs)")
-    print(f"{'dtype':<10}{'time s':>8}{'passed':>8}")
+    print("\n3. symbn.check_backward on a right backward (symbn's own inputs)")
+    print(f"{'dtype':<10}{'inputs':>8}{'time s':>8}{'passed':>8}")
     for dtype in ("float64", "float32"):
         t = time.perf_counter()
         report = check_backward(compact, dtype=dtype)
-        print(f"{dtype:<10}{time.perf_counter() - t:>8.2f}{report.passed!s:>8}")
+        print(f"{dtype:<10}{len(report.cases):>8}{time.perf_counter() - t:>8.2f}"
+              f"{report.passed!s:>8}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 symbn's inputs (:func:`default_cases`) always use random upstream gradients and γ ≠ 1, and
 cover m = 1, 2, 8, 256, an NCHW input, a large mean offset, a constant channel, variance below ε,
-tiny and large γ, a large ε and, in float32, |x| near overflow.
+tiny and large γ, a large ε, a single channel and, in float32, |x| near overflow.
 """
 
 from __future__ import annotations
@@ -171,7 +171,8 @@ def default_cases(spec: LayerSpec, dtype: str = "float64", seed: int = 0) -> tup
     Batch sizes 1 (training with biased variance only), 2, 8 and 256; an NCHW input with
     axis=1; a mean offset (1e7 in float64, 1e4 in float32) with unit spread; a constant
     channel; variance below ε; tiny and large γ; ε = 0.5 (ε's placement visible at unit
-    spread); in float32, |x| near the float32 overflow. Deterministic for a given ``seed``.
+    spread); in float32, |x| near the float32 overflow; one channel (a backward that squeezes
+    dγ to shape () there passed every other input). Deterministic for a given ``seed``.
 
     >>> [c.name for c in default_cases(LayerSpec())][:3]
     ['random (8, 4)', 'm=2', 'm=1']
@@ -213,4 +214,5 @@ def default_cases(spec: LayerSpec, dtype: str = "float64", seed: int = 0) -> tup
     add("eps = 0.5", rng.normal(size=(12, 3)) * np.array([1.0, 0.3, 2.0]), eps=0.5)
     if dtype == "float32":
         add("|x| near float32 overflow", 1e37 * (1 + 0.5 * rng.normal(size=(8, 2))))
+    add("one channel (12, 1)", 1.5 * rng.normal(size=(12, 1)) - 0.5)  # squeeze() makes () of it
     return tuple(cases)

@@ -328,6 +328,20 @@ def test_a_backward_that_changes_its_input_in_place_fails(changes: str) -> None:
     assert check_case(compact, case).passed and np.array_equal(case.x, kept)
 
 
+def test_a_backward_that_squeezes_one_channel_fails() -> None:
+    """symbn's own inputs have one channel: a backward squeezing dγ and dβ to shape () there
+    fails, naming the shape (it passed every input before a review found it)."""
+    def squeezed(dy, x, gamma, *, eps, axis):
+        dx, dgamma, dbeta = compact(dy, x, gamma, eps=eps, axis=axis)
+        return dx, dgamma.squeeze(), dbeta.squeeze()
+
+    for dtype in ("float64", "float32"):
+        report = check_backward(squeezed, dtype=dtype)
+        assert not report.passed
+        assert [r.case.name for r in report.cases if not r.passed] == ["one channel (12, 1)"]
+        assert "shape (), expected (1,)" in report.format()
+
+
 def test_a_backward_of_another_signature_is_an_option_error() -> None:
     """A backward that cannot take the variant's arguments (``--no-affine`` forgotten, or
     given) is one OptionError naming both signatures, not a failure per input; so is a
