@@ -72,10 +72,18 @@ class Case:
     spec: LayerSpec | None = None
 
     def describe(self) -> str:
-        """One line: name, shape, dtype, axis, ε and the range of x."""
+        """One line: name, shape, dtype, axis, ε, the range of x and its width.
+
+        The width shows the spread where the ends print alike (``[1e+07, 1e+07]`` at a mean
+        offset of 1e7 with unit spread).
+
+        >>> Case(x=1e7 + np.arange(4.0)[:, None], dy=np.ones((4, 1))).describe()
+        'case: x(4, 1) float64, axis=-1, eps=1e-05, x in [1e+07, 1e+07] (width 3)'
+        """
         x = np.asarray(self.x)
+        low, high = float(x.min()), float(x.max())
         return (f"{self.name}: x{tuple(x.shape)} {x.dtype}, axis={self.axis}, eps={self.eps:g}, "
-                f"x in [{_g(x.min())}, {_g(x.max())}]")
+                f"x in [{_g(low)}, {_g(high)}] (width {high - low:.3g})")
 
     def columns(self, array: np.ndarray) -> np.ndarray:
         """``array`` (shaped like x) as ``(m, D)``: the channel axis last, the rest flattened."""
