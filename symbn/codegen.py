@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 import types
 from collections.abc import Callable
+from typing import Literal
 
 import sympy as sp
 
@@ -63,7 +64,8 @@ from symbn.codegen_templates import layout_source
 from symbn.errors import OptionError
 from symbn.spec import LayerSpec, checked_spec
 
-BACKENDS: tuple[str, ...] = ("numpy", "numexpr", "numba")
+Backend = Literal["numpy", "numexpr", "numba"]  # what a generated module computes with
+BACKENDS: tuple[Backend, ...] = ("numpy", "numexpr", "numba")
 Quick = Callable[[list[str], list[str]], tuple[list[str], int, tuple[int, ...]]]  # _pair
 COEFFICIENT_NAMES = {G(S.i): "a", XS(S.i): "b", sp.Integer(1): "c"}
 FORWARD_NAMES = {XS(S.i): "p", sp.Integer(1): "q"}
@@ -199,7 +201,7 @@ def _has_quick(plan: Plan, backend: str) -> bool:
     return backend == "numba" and plan.spec.uses_batch_statistics
 
 
-def generate_module(spec: LayerSpec, backend: str = "numpy") -> str:
+def generate_module(spec: LayerSpec, backend: Backend = "numpy") -> str:
     """The source of a standalone module with ``forward`` and ``backward`` for ``spec``.
 
     The same spec and backend always give the same bytes; the module imports NumPy (and, for
@@ -235,7 +237,7 @@ def generate_module(spec: LayerSpec, backend: str = "numpy") -> str:
     return "\n".join(line.rstrip() for line in parts) + "\n"
 
 
-def load(spec: LayerSpec, backend: str = "numpy") -> types.ModuleType:
+def load(spec: LayerSpec, backend: Backend = "numpy") -> types.ModuleType:
     """The generated module for ``spec``, compiled in-process (no file is written).
 
     Raises
@@ -256,4 +258,4 @@ def load(spec: LayerSpec, backend: str = "numpy") -> types.ModuleType:
     return module
 
 
-__all__ = ["BACKENDS", "generate_module", "load"]
+__all__ = ["BACKENDS", "Backend", "generate_module", "load"]
