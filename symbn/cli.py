@@ -54,11 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for command in COMMANDS:
         command.add_parser(sub)
-    commands.update(sub.choices)
+    for command_parser in sub.choices.values():  # for main's errors in a subcommand
+        command_parser.set_defaults(command_parser=command_parser)
     return parser
-
-
-commands: dict[str, argparse.ArgumentParser] = {}  # each subcommand's parser, by name
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # named by the subcommand, whose help lists what it takes
-        commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     command = {c.NAME: c for c in COMMANDS}[args.command]
     try:
         if sys.stdout is None:  # closed (``symbn … >&-``): output would be lost

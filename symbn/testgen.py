@@ -84,6 +84,7 @@ def generate_tests(spec: LayerSpec, target: str, *, dtype: str = "float64",
                          f"--dtype {dtype} --examples {examples}" \
                          f"{'' if test_file is None else ' -o ' + test_file}"
     import_line = _import_line(target, test_file)
+    from_file = target.rpartition(":")[0].endswith(".py")  # read by load_function
     options = (f'eps_placement="{spec.eps_placement}", variance="{spec.variance}", '
                f'affine={spec.affine}, mode="{spec.mode}"')
     fixed = len(default_cases(spec, dtype))
@@ -93,10 +94,9 @@ def generate_tests(spec: LayerSpec, target: str, *, dtype: str = "float64",
     return _TEMPLATE.format(
         target=target, command=command, version=__version__, describe=spec.describe(),
         signature=signature(spec), import_line=import_line, layer=spec.layer,
-        pathlib="from pathlib import Path\n\n" if "HERE" in import_line else "",
+        pathlib="from pathlib import Path\n\n" if from_file and test_file is not None else "",
         options=options, dtype=dtype, examples=examples, fixed=fixed,
-        structured=structured, load=", load_function" if ":" in target and
-        target.rpartition(":")[0].endswith(".py") else "",
+        structured=structured, load=", load_function" if from_file else "",
     )
 
 
