@@ -10,7 +10,7 @@ copied verbatim into the module after the numba backend's kernels (:mod:`symbn.c
 
 from __future__ import annotations
 
-SCRATCH = 9  # rows of ``values`` before the coefficients: 4 sums, 4 of scratch, the shift
+SCRATCH = 9  # rows of ``values`` before the coefficients: 4 sums, 4 for them cast, the shift
 SHIFT = SCRATCH - 1  # the shift's row
 TERMS = ("dy", "xs", "")  # the elementwise pass's terms, in the order _combine_kernel takes them
 
@@ -75,7 +75,7 @@ def _quick_sums(x3, dy3, values):
 
     Into values[:4], Σ xs², Σ xs, Σ dy and Σ dy·xs (0 without dy3) per channel, from the
     first guess of :func:`_pilot` (in values[8], float64 values of x's dtype), by the kernels
-    of :func:`_kernel_sums` on the same rows (rows 4 to 7 are their scratch), so the same
+    of :func:`_kernel_sums` on the same rows, so the same
     bits. False where :func:`_centred_sums` would sweep again or raise: a sum not finite, a
     guess more than FAR allows from the mean, or a Σ xs² above NEAR (whatever the dtype), where
     :func:`_sums` looks further and the spread may be beyond float32's SPREAD. Loops, not
@@ -85,7 +85,7 @@ def _quick_sums(x3, dy3, values):
     n_p, n_c, n_q = x3.shape
     m = n_p * n_q
     step_p, step_q = _sample_steps_inner(x3)
-    out, scratch, shift = values[0:4], values[4:8], values[8]
+    out, shift = values[0:4], values[8]
     for k in range(n_c):
         shift[k] = 0.0
     _pilot_inner(x3, step_p, step_q, shift)
@@ -100,7 +100,7 @@ def _quick_sums(x3, dy3, values):
     fold, even = _fold_inner(n_p, n_c, WIDE)
     for start, stop, f in ((0, even, fold), (even, n_p, 1)):
         if stop > start:
-            _add_row_sums(x3, dy3, shift, start, stop, f, out, scratch)
+            _add_row_sums(x3, dy3, shift, start, stop, f, out)
     for k in range(n_c):
         delta = out[1, k] / m
         if not (np.isfinite(out[0, k]) and delta * delta <= FAR * out[0, k] / m
@@ -110,25 +110,25 @@ def _quick_sums(x3, dy3, values):
 
 
 @_quick
-def _add_row_sums(x3, dy3, shift, start, stop, fold, out, scratch):
+def _add_row_sums(x3, dy3, shift, start, stop, fold, out):
     """Add to ``out`` the (4, C) sums of rows start..stop of (P, C, 1) x3 (and dy3).
 
     The rows are read fold at a time, as :func:`_kernel_sums` reads them: each of the fold
-    columns of a channel added in turn (a fold allocates 3 (4, fold·C) arrays, fold·C below
-    2·WIDE elements).
+    columns of a channel added in turn (a fold allocates 9 rows of fold·C float64 values, the
+    shift and the sums here and the kernel's accumulators, fold·C below 2·WIDE elements).
     """
     n_c = x3.shape[1]
     rows = (stop - start) // fold
     if fold == 1:
         _row_sums_inner(_rows_of(x3, start, stop, 1), _rows_of(dy3, start, stop, 1), shift,
-                        (np.int64(0), rows), out, scratch)  # the kernel adds to out
+                        (np.int64(0), rows), out)  # the kernel adds to out
         return
     centre = np.empty(fold * n_c)
     for j in range(fold * n_c):
         centre[j] = shift[j % n_c]
     sums = np.zeros((4, fold * n_c))
     _row_sums_inner(_rows_of(x3, start, stop, fold), _rows_of(dy3, start, stop, fold), centre,
-                    (np.int64(0), rows), sums, np.empty((4, fold * n_c)))
+                    (np.int64(0), rows), sums)
     for i in range(4):
         for k in range(n_c):
             total = sums[i, k]
@@ -229,8 +229,8 @@ def _at_mean_one(shift, k, delta, sum_xs_xs, m, b, c, narrow, wide):
 def _in_dtype(values, first, stop, narrow):
     """Rows ``first`` to ``stop`` (at most 4) of ``values``, in x's dtype (that of ``narrow``).
 
-    Written over rows 4 to 7, the sums' scratch, which nothing reads after the sums: so that
-    the quick function allocates nothing the size of its values.
+    Written over rows 4 to 7, kept for them: so that the quick function allocates nothing the
+    size of its values.
     """
     n_c = values.shape[1]
     out = values[4:8].reshape(-1).view(narrow.dtype)[:(stop - first) * n_c]
