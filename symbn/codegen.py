@@ -66,7 +66,7 @@ from symbn.spec import LayerSpec, checked_spec
 
 Backend = Literal["numpy", "numexpr", "numba"]  # what a generated module computes with
 BACKENDS: tuple[Backend, ...] = ("numpy", "numexpr", "numba")
-Quick = Callable[[list[str], list[str]], tuple[list[str], int, tuple[int, ...]]]  # _pair
+Quick = Callable[[list[str], list[str]], tuple[list[str], str]]  # _pair
 COEFFICIENT_NAMES = {G(S.i): "a", XS(S.i): "b", sp.Integer(1): "c"}
 FORWARD_NAMES = {XS(S.i): "p", sp.Integer(1): "q"}
 
@@ -117,17 +117,19 @@ def _pair(name: str, args: list[str], out: str, params: list[str], doc: str,
     used = [v for v in params if float64_param(v) in body]
     views = [*args, f"{out}3", *used]
     call = f"{group}(k, {', '.join([*views, 'eps'])})"
+    target = f"{', '.join(f'{r}[k]' for r in results)} = " if results else ""
     fast: list[str] = []
-    if quick is not None:
-        fast, rows, kept = quick([*args, f"{out}3"], used)
-        call = (f"_fastest(_{name}_quick, {rows}, {kept}, {group}, k, "
-                f"{', '.join([*views, 'eps'])})")
+    if quick is None:
+        calls = wrap(target + call, "            ")
+    else:  # the call and _fastest's keywords on lines of their own
+        fast, keywords = quick([*args, f"{out}3"], used)
+        calls = [f"            {target}_fastest(",
+                 f"                _{name}_quick, {group}, k, {', '.join([*views, 'eps'])},",
+                 f"                {keywords})"]
     lines = [*public, *_checks(params, out, with_dy="dy3" in args)]
     lines += [f"    {r} = np.empty(x3.shape[1], x.dtype)" for r in results]
     lines += ["    with np.errstate(under=\"ignore\"):  # a value below the normal range: no error",
-              "        for k in _groups(x3):",
-              *wrap(f"{', '.join(f'{r}[k]' for r in results)} = {call}" if results else call,
-                     "            ")]
+              "        for k in _groups(x3):", *calls]
     lines.append(f"    return {', '.join([out, *results])}")
     return [*lines, "", "", f"def {group}(k, {', '.join([*views, 'eps'])}):",
             f'    """{doc}"""', *body, *(["", "", *fast] if fast else [])]
@@ -148,7 +150,7 @@ def _forward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
     public = [f"def forward({', '.join(['x', *params])}, *, eps=1e-5, axis=-1):",
               f'    """The layer\'s output y, in the dtype of x ({describe_y(spec)})."""']
 
-    def quick(views: list[str], used: list[str]) -> tuple[list[str], int, tuple[int, ...]]:
+    def quick(views: list[str], used: list[str]) -> tuple[list[str], str]:
         ps = printer("_scalar_product")
         lines = math_lines(plan, exprs, ps, LOOP) + cse_lines(names, ps, LOOP)
         return quick_source("forward", views, used, sum_names(exprs), lines, arrays,
@@ -184,7 +186,7 @@ def _backward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:
     doc = (f"The backward pass for channels k (a slice): dx into dx3"
            f"{', ' + ' and '.join(results) + ' returned' if results else ''}.")
 
-    def quick(views: list[str], used: list[str]) -> tuple[list[str], int, tuple[int, ...]]:
+    def quick(views: list[str], used: list[str]) -> tuple[list[str], str]:
         ps = printer("_scalar_product")
         lines = math_lines(plan, exprs, ps, LOOP) + coefficient_lines(plan, named, ps, LOOP)
         return quick_source("backward", views, used, sum_names(exprs), lines, arrays,

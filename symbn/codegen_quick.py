@@ -15,38 +15,72 @@ SHIFT = SCRATCH - 1  # the shift's row
 TERMS = ("dy", "xs", "")  # the elementwise pass's terms, in the order _combine_kernel takes them
 
 QUICK = '''
-def _fastest(quick, rows, results, group, k, *args):
-    """``group(k, *args)``, by ``quick(*args, values)`` where it can be: one compiled call.
+def _fastest(quick, group, k, *args, rows, results, data, terms):
+    """``group(k, *args)``, by ``quick(*args, values, summed)`` where it can be.
 
     The printed per-channel lines of a group function run in its quick function (numba), one
-    channel at a time, between the same kernels: on one group of channels of fewer than SPLIT
-    elements with Q = 1 (a larger array is swept in halves at once, which only the group
-    function does; Q > 1 takes another sum kernel, whose compiling did not pay), views and
-    parameters C-contiguous float32 or float64. ``values`` is its scratch space, of ``rows``
-    per-channel rows, the rows ``results`` what the group
-    function returns. A quick function returns False where the group function does more than
-    one plain sweep and the printed lines (a poor first guess, inf or NaN, a spread near the
-    dtype's limits, a product or a coefficient that needs care), and the group function then
-    computes the group from the start. Where both run to the end they give the same bits (a
-    test compares them on every variant).
+    channel at a time, on the same sums, with the same elementwise pass: on one group of all
+    the channels, views and parameters C-contiguous float32 or float64. ``values`` is its
+    scratch space, of ``rows`` per-channel rows, the rows ``results`` what the group function
+    returns. Below SPLIT elements with Q = 1, the quick function is the whole group function
+    in one compiled call: first guess, sums, lines and elementwise pass. Otherwise (a larger
+    array is swept in halves at once, which only Python code here does; Q > 1 takes another
+    sum kernel, whose compiling in the quick functions did not pay) the sums come from
+    :func:`_centred_sums` as the group function takes them, and the pass from
+    :func:`_quick_pass`: the quick function (``summed``) runs only the lines between. On
+    float32 (4096, 1024) with caches flushed, the group function's lines, _at_mean and
+    _narrow took 0.13 ms of a 2.2 ms call (a scratch run). ``data`` holds the places of dy3
+    (None: none), x3 and the result array in ``args``, ``terms`` the rows of the cast
+    coefficients (see :func:`_quick_pass`).
+
+    A quick function returns False where the group function does more than one plain sweep
+    and the printed lines (a poor first guess, inf or NaN, a spread near the dtype's limits, a
+    product or a coefficient that needs care), and the group function then computes the group
+    from the start. Where both run to the end they give the same bits (a test compares them
+    on every variant).
 
     Only a module numba keeps on disk (read from a file, see :func:`_jit`) has them: compiling
     the quick functions took about 7 s per dtype here, which pays where it is done once, not
     in every process (a module made by symbn.codegen.load, in memory).
     """
     arrays = args[:-1]
-    n_c = arrays[0].shape[1]
-    if (k.start == 0 and k.stop == n_c and arrays[0].size < SPLIT and not _NO_QUICK
-            and hasattr(quick, "cached") and arrays[0].shape[2] == 1
-            and all(a.dtype in (np.float32, np.float64) and a.flags.c_contiguous
-                    for a in arrays)):
-        values = np.empty((rows, n_c))
-        try:
-            if quick(*args, values):
-                return tuple(values[r] for r in results)
-        except ModuleNotFoundError:  # a kernel's cache names a module not importable here
-            _NO_QUICK.append(True)
+    dy3, x3, out3 = (None if j is None else args[j] for j in data)
+    n_c = x3.shape[1]
+    if (k.start != 0 or k.stop != n_c or _NO_QUICK or not hasattr(quick, "cached")
+            or not all(a.dtype in (np.float32, np.float64) and a.flags.c_contiguous
+                       for a in arrays)):
+        return group(k, *args)
+    values = np.empty((rows, n_c))
+    summed = x3.size >= SPLIT or x3.shape[2] > 1
+    if summed:
+        shift, sums = _centred_sums(x3, _pilot(x3), None, dy3)
+        values[8] = shift.reshape(-1)  # the shift's row, as in _quick_sums
+        values[:len(sums)] = [v.reshape(-1) for v in sums]
+        if dy3 is None:
+            values[2:4] = 0.0
+    try:
+        if quick(*args, values, summed):
+            if summed:
+                _quick_pass(values, terms, out3, dy3, x3)
+            return tuple(values[r] for r in results)
+    except ModuleNotFoundError:  # a kernel's cache names a module not importable here
+        _NO_QUICK.append(True)
     return group(k, *args)
+
+
+def _quick_pass(values, terms, out3, dy3, x3):
+    """The elementwise pass after a quick function's lines (``summed``), in halves at once.
+
+    The shift and the coefficients of dy, xs and the constant term are rows 0, terms[0],
+    terms[1] and terms[2] (None: absent) of the quick function's cast values (see
+    :func:`_in_dtype`): _combine takes them as the group function's, b needing no split.
+    """
+    count = 1 + sum(t is not None for t in terms)
+    n_c = values.shape[1]
+    cast = values[4:8].reshape(-1).view(x3.dtype)[:count * n_c].reshape(count, 1, n_c, 1)
+    a, b, c = (None if t is None else cast[t] for t in terms)
+    moved = (x3, cast[0]) if b is not None else ()
+    _combine(out3, None, None if a is None else dy3, a, b, c, *moved)
 
 
 _NO_QUICK = []  # not empty once the quick functions cannot be compiled in this process
@@ -265,8 +299,8 @@ def _stored(name: str, narrowed: set[str], results: list[str]) -> str:
 
 def quick_source(name: str, views: list[str], params: list[str], sums: list[str],
                  lines: list[str], terms: dict[str, str], narrowed: set[str],
-                 results: list[str]) -> tuple[list[str], int, tuple[int, ...]]:
-    """The lines of ``_<name>_quick``, the rows of its ``values`` and those of ``results``.
+                 results: list[str]) -> tuple[list[str], str]:
+    """The lines of ``_<name>_quick``, and the keywords ``_fastest`` takes with it.
 
     ``views`` are the group function's (P, C, Q) arrays, the result last; ``params`` its
     per-channel parameters; ``sums`` the names of the sums it takes; ``lines`` the printed
@@ -274,25 +308,29 @@ def quick_source(name: str, views: list[str], params: list[str], sums: list[str]
     of TERMS); those in ``narrowed`` are rounded to x's dtype; ``results`` are kept per
     channel. The function returns False where the group function must do it (see
     ``_fastest``): :func:`_quick_sums` said so, or a coefficient or result is not finite.
+    Given ``summed``, the sums and the shift are in its ``values`` already, and the elementwise
+    pass is left to the caller.
 
-    >>> lines, rows, results = quick_source("forward", ["x3", "y3"], ["gamma"],
-    ...                                     ["sum_xs_xs", "sum_xs"], ["        p = gamma"],
-    ...                                     {"xs": "p"}, {"p"}, [])
-    >>> rows, results, lines[1]
-    (10, (), 'def _forward_quick(x3, y3, gamma3, eps, values):')
+    >>> lines, keywords = quick_source("forward", ["x3", "y3"], ["gamma"],
+    ...                                ["sum_xs_xs", "sum_xs"], ["        p = gamma"],
+    ...                                {"xs": "p"}, {"p"}, [])
+    >>> keywords
+    'rows=10, results=(), data=(None, 0, 1), terms=(None, 1, None)'
+    >>> lines[1]
+    'def _forward_quick(x3, y3, gamma3, eps, values, summed):'
     >>> lines[-2]
-    '    _combine_inner(y3, None, x3, None, cast[1], None, cast[0], None, rows, channels)'
+    '        _combine_inner(y3, None, x3, None, cast[1], None, cast[0], None, rows, channels)'
     """
     stored = [*(terms[t] for t in TERMS if t in terms), *results]
     row = {n: SCRATCH + j for j, n in enumerate(stored)}
     dy = "dy3" if "dy3" in views else "None"
     out = views[-1]
-    args = ", ".join([*views, *(p + "3" for p in params), "eps", "values"])
+    args = ", ".join([*views, *(p + "3" for p in params), "eps", "values", "summed"])
     body = [
         "@_jit(error_model=\"numpy\")",
         f"def _{name}_quick({args}):",
         f'    """_{name}_channels on one group, compiled, for _fastest (which see)."""',
-        f"    if not _quick_sums(x3, {dy}, values):",
+        f"    if not summed and not _quick_sums(x3, {dy}, values):",
         "        return False",
         "    n_p, n_c, n_q = x3.shape",
         "    m = n_p * n_q",
@@ -311,10 +349,15 @@ def quick_source(name: str, views: list[str], params: list[str], sums: list[str]
     ]
     coefficient = [f"cast[{row[terms[t]] - SHIFT}]" if t in terms else "None" for t in TERMS]
     x, shift = ("x3", "cast[0]") if "xs" in terms else ("None", "None")
-    body.append(f"    _combine_inner({out}, {dy if 'dy' in terms else 'None'}, {x}, "
+    body.append("    if not summed:")
+    body.append(f"        _combine_inner({out}, {dy if 'dy' in terms else 'None'}, {x}, "
                 f"{', '.join(coefficient)}, {shift}, None, rows, channels)")
     body.append("    return True")
-    return body, SCRATCH + len(stored), tuple(row[r] for r in results)
+    data = tuple(views.index(v) if v in views else None for v in ("dy3", "x3", out))
+    cast = tuple(row[terms[t]] - SHIFT if t in terms else None for t in TERMS)
+    keywords = (f"rows={SCRATCH + len(stored)}, results={tuple(row[r] for r in results)}, "
+                f"data={data}, terms={cast}")
+    return body, keywords
 
 
 __all__ = ["QUICK", "quick_source"]

@@ -6,6 +6,7 @@ every array in two halves, WIDE sets which rows are folded) and checked against 
 reference, and the worker thread is checked on its own.
 """
 
+import itertools
 import math
 import subprocess
 import sys
@@ -69,11 +70,13 @@ def interpreted(ns):
 
 
 @pytest.mark.parametrize(("shape", "axis", "order"), ROUTES, ids=str)
-@pytest.mark.parametrize(("split", "quick"), [(1, False), (1 << 40, True), (1 << 40, False)],
-                         ids=["halves", "whole", "whole-interpreted"])
+@pytest.mark.parametrize(("split", "quick"), [(1, False), (1, True), (1 << 40, True),
+                                               (1 << 40, False)],
+                         ids=["halves", "halves-quick", "whole", "whole-interpreted"])
 def test_every_route_agrees_with_the_reference(source, derivation, shape, axis, order, split,
                                                quick):
-    """Each route, in two halves or whole (by the quick functions where Q = 1, or not),
+    """Each route, in two halves or whole, by the quick functions (whole or their lines
+    alone) or not,
     within 1e-12 of the mpmath closed form (float64) and 1e-6 in float32, relative to each
     output's natural scale; y likewise within 1e-12 of the NumPy backend's forward."""
     ns = compiled(source) if quick else interpreted(compiled(source))
@@ -111,11 +114,12 @@ def test_the_wide_rule_does_not_change_the_results(source, shape, axis, order):
 TRAINING = [s for s in symbn.all_variants() if s.mode == "train"]
 # (shape, axis, order) on the quick functions' routes: rows as they are, folded with rows left
 # over a fold, one channel folded (whose fold NumPy's sum took pairwise: float64 bits differed,
-# a review), fewer rows than a fold, m = 1 and 2, NCHW stored channels-last; Fortran order is
-# Q > 1 here: the group function's
+# a review), fewer rows than a fold, m = 1 and 2, NCHW stored channels-last, NCHW and Fortran
+# order (Q > 1: the sums from Python, the lines alone compiled; Fortran order is (1, C, N), one
+# row of P, in halves of the channels)
 QUICK_CASES = [((64, 80), -1, "C"), ((301, 5), -1, "C"), ((400, 1), -1, "C"), ((3, 7), -1, "C"),
                ((1, 70), -1, "C"), ((2, 70), -1, "C"), ((5, 6, 4, 3), 1, "channels-last"),
-               ((40, 6), -1, "F")]
+               ((3, 4, 5, 6), 1, "C"), ((40, 6), -1, "F")]
 
 
 def quick_outcomes(ns, name):
@@ -137,14 +141,16 @@ def quick_outcomes(ns, name):
                          ids=lambda s: s.describe())
 def test_quick_functions_give_the_group_functions_bits(spec):
     """On every training variant, dtype and quick route, forward and backward by the quick
-    functions (one compiled call) are bitwise those of the group functions, which printed the
-    same lines for per-channel arrays; Q > 1 (Fortran order) is not theirs."""
+    functions are bitwise those of the group functions, which printed the same lines for
+    per-channel arrays: in one compiled call, or (SPLIT = 1: arrays swept in halves, and
+    Q > 1) the lines alone between the group function's sums and pass."""
     source = codegen.generate_module(spec, "numba")
     quick, group = compiled(source), interpreted(compiled(source))
     ran = {name: quick_outcomes(quick, name) for name in ("forward", "backward")}
-    for shape, axis, order in QUICK_CASES:
+    for (shape, axis, order), split in itertools.product(QUICK_CASES, (quick["SPLIT"], 1)):
         if spec.variance == "unbiased" and shape[0] == 1:
             continue  # m = 1: a ValueError, from the checks before either
+        quick["SPLIT"] = group["SPLIT"] = split
         for dtype in (np.float32, np.float64):
             dy, x, gamma = case(shape, axis, order, dtype)
             params = [gamma] if spec.affine else []
@@ -156,8 +162,7 @@ def test_quick_functions_give_the_group_functions_bits(spec):
                                 np.atleast_1d(want) if not isinstance(want, tuple) else want,
                                 strict=True):
                     np.testing.assert_array_equal(a, b, err_msg=f"{shape} {order} {dtype}")
-    cases = sum(2 for s, _, o in QUICK_CASES if o != "F" and not (
-        spec.variance == "unbiased" and s[0] == 1))
+    cases = sum(4 for s, _, _ in QUICK_CASES if not (spec.variance == "unbiased" and s[0] == 1))
     assert ran == {"forward": ["ran"] * cases, "backward": ["ran"] * cases}
 
 
@@ -166,7 +171,9 @@ def test_quick_functions_leave_what_needs_more_to_the_group_functions(source):
     quick function returns False and the group function gives its own results or errors:
     a channel whose sampled rows are unlike the others (the first guess is far: swept again),
     an inf or a NaN in x (sums not finite), a product with a step below float64's normal range
-    (γ = 1e-150, a spread of 1e60: _product splits it), γ·r beyond float32 (ValueError)."""
+    (γ = 1e-150, a spread of 1e60: _product splits it), γ·r beyond float32 (ValueError). In
+    halves (SPLIT = 1), where the quick function takes the group function's sums, it runs on
+    the far guess's (swept again by then) and leaves the rest."""
     rng = np.random.default_rng(40)
     x = rng.standard_normal((2000, 70))
     dy = rng.standard_normal(x.shape)
@@ -184,8 +191,10 @@ def test_quick_functions_leave_what_needs_more_to_the_group_functions(source):
              (dy, x * np.where(np.arange(70) == 7, 1e60, 1.0), tiny_gamma, {}),
              (dy.astype(np.float32), with_nan, gamma.astype(np.float32), {}),
              (dy.astype(np.float32), flat, np.full(70, 3e36, np.float32), {})]
-    for dy_k, x_k, gamma_k, kwargs in cases:
+    for (dy_k, x_k, gamma_k, kwargs), split in itertools.product(cases, (None, 1)):
         quick, group = compiled(source), interpreted(compiled(source))
+        if split:
+            quick["SPLIT"] = group["SPLIT"] = split
         outcomes = quick_outcomes(quick, "backward")
         results = []
         for ns in (quick, group):
@@ -195,7 +204,7 @@ def test_quick_functions_leave_what_needs_more_to_the_group_functions(source):
                     results.append(ns["backward"](dy_k, x_k, gamma_k, **kwargs))
             except ValueError as error:
                 results.append(str(error))
-        assert outcomes == ["fell back"]
+        assert outcomes == ["ran" if split and x_k is far else "fell back"]
         if isinstance(results[1], str):
             assert results[0] == results[1]
             continue
