@@ -72,8 +72,24 @@ class CaseResult:
 
     @property
     def passed(self) -> bool:
-        """No error and every output within tolerance."""
+        """No error and every output within tolerance.
+
+        An output whose check is not :attr:`informative` passes where it is finite: see
+        :attr:`CaseResult.informative`.
+        """
         return not self.error and all(o.passed for o in self.outputs)
+
+    @property
+    def informative(self) -> bool:
+        """Whether every output was judged against its tolerance, not only for finiteness.
+
+        False where an output's tolerance is too loose to tell a right value from a wrong one
+        (float32 with x = 1e4 + N(0, 1): a right float32 backward may lose most of dx's digits
+        there), so that :attr:`passed` says only that the output is finite. A property test
+        can count on ``passed and informative``, or ``hypothesis.assume(informative)`` after
+        asserting ``passed`` (a NaN still fails).
+        """
+        return not self.error and all(o.informative for o in self.outputs)
 
     def explain(self) -> str:
         """The input and, per output, the worst error with both values."""
@@ -81,6 +97,11 @@ class CaseResult:
         if self.error:
             lines.append(f"  error: {self.error}")
         lines += [f"  {o.line()}" for o in self.outputs]
+        loose = [o.output for o in self.outputs if o.valid and not o.informative]
+        if loose:
+            lines.append(f"  uninformative: {', '.join(loose)} checked for finite values "
+                         f"only (a tolerance of {UNINFORMATIVE:g} or more cannot tell right from "
+                         f"wrong on this input)")
         if self.tolerance_note:
             lines.append(f"  tolerance: {self.tolerance_note}")
         return "\n".join(lines)

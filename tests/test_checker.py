@@ -219,6 +219,27 @@ def test_uninformative_float32_inputs_are_flagged_not_passed_silently() -> None:
     assert any("mean offset" in w and "not checked" in w for w in report.warnings)
 
 
+def test_a_case_too_ill_conditioned_to_judge_says_so(reference: Reference) -> None:
+    """float32 x = 1e4 + N(0, 1): dx's tolerance is too loose to judge, so a backward missing
+    a term passes that case (its dx is finite); the result says it is not informative, and
+    its explanation says dx was checked for finite values only. An ordinary case is."""
+    rng = np.random.default_rng(8)
+    gamma = np.array([1.5, -0.7, 2.0], np.float32)
+    offset = Case((1e4 + rng.standard_normal((64, 3))).astype(np.float32),
+                  rng.standard_normal((64, 3)).astype(np.float32), gamma)
+    ordinary = Case(rng.standard_normal((64, 3)).astype(np.float32),
+                    rng.standard_normal((64, 3)).astype(np.float32), gamma)
+    wrong = WRONG["xhat*sum(dy*xhat) term missing"]
+    loose = check_case(wrong, offset, reference=reference)
+    assert loose.passed and not loose.informative
+    assert "uninformative: dx checked for finite values only" in loose.explain()
+    judged = check_case(wrong, ordinary, reference=reference)
+    assert judged.informative and not judged.passed
+    assert "uninformative" not in judged.explain()
+    right = check_case(compact, offset, reference=reference)
+    assert right.passed and not right.informative
+
+
 def _user_case(dy_const: bool = False, gamma_one: bool = False, m: int = 8) -> Case:
     rng = np.random.default_rng(5)
     x = rng.normal(size=(m, 3))
