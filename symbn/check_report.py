@@ -32,11 +32,20 @@ class OutputCheck:
     reference: float = math.nan
     note: str = ""
     valid: bool = True      # False: the output was missing, of the wrong shape or not numbers
+    unjudged: int = 0       # elements in channels whose tolerance is too loose: finiteness only
 
     @property
     def informative(self) -> bool:
-        """False when the tolerance is too loose to tell right from wrong."""
+        """False when the tolerance is too loose to tell right from wrong.
+
+        That of the element reported; :attr:`unjudged` counts all such elements.
+        """
         return self.tolerance < UNINFORMATIVE
+
+    @property
+    def judged(self) -> bool:
+        """Whether every element was held to its tolerance, not only checked to be finite."""
+        return self.valid and self.informative and not self.unjudged
 
     @property
     def passed(self) -> bool:
@@ -89,7 +98,7 @@ class CaseResult:
         can count on ``passed and informative``, or ``hypothesis.assume(informative)`` after
         asserting ``passed`` (a NaN still fails).
         """
-        return not self.error and all(o.informative for o in self.outputs)
+        return not self.error and all(o.judged for o in self.outputs)
 
     def explain(self) -> str:
         """The input and, per output, the worst error with both values."""
@@ -97,11 +106,12 @@ class CaseResult:
         if self.error:
             lines.append(f"  error: {self.error}")
         lines += [f"  {o.line()}" for o in self.outputs]
-        loose = [o.output for o in self.outputs if o.valid and not o.informative]
+        loose = [f"{o.output} ({o.unjudged} element(s))" for o in self.outputs
+                 if o.valid and not o.judged]
         if loose:
             lines.append(f"  uninformative: {', '.join(loose)} checked for finite values "
                          f"only (a tolerance of {UNINFORMATIVE:g} or more cannot tell right from "
-                         f"wrong on this input)")
+                         f"wrong in their channels)")
         if self.tolerance_note:
             lines.append(f"  tolerance: {self.tolerance_note}")
         return "\n".join(lines)

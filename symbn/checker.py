@@ -108,7 +108,8 @@ def _compare(name: str, case: Case, analytic: Any, truth: Truth, w: str,
     note = "" if informative.all() else \
         f"{int((~informative).sum())} element(s) in channels too ill-conditioned to check"
     return OutputCheck(name, case.name, float(err[idx]), float(tol[idx]),
-                       tuple(int(k) for k in idx), float(a[idx]), float(ref[idx]), note)
+                       tuple(int(k) for k in idx), float(a[idx]), float(ref[idx]), note,
+                       unjudged=int((~informative).sum()))
 
 
 def _contract_violation(analytic: Any, dtype: np.dtype, shape: tuple[int, ...]) -> str:
@@ -294,8 +295,10 @@ def check_backward(fn: Callable[..., Any], layer: str = "batchnorm", *,
     results = tuple(_run_case(fn, c, spec, dps, ref) for c in chosen)
     warnings = [] if own else degenerate_data_warnings(spec, chosen)
     skipped = [f"{o.case}: {o.output} not checked: tolerance {o.tolerance:.2g} is too loose "
-               f"for {np.asarray(r.case.x).dtype} on this input"
-               for r in results for o in r.outputs if not o.informative]
+               f"for {np.asarray(r.case.x).dtype} on this input" if not o.informative else
+               f"{o.case}: {o.output}: {o.unjudged} element(s) not checked: their channels' "
+               f"tolerance is too loose for {np.asarray(r.case.x).dtype} on this input"
+               for r in results for o in r.outputs if o.valid and not o.judged]
     warnings += skipped
     if not own:
         survivors = surviving_mutants(ref, chosen, dps)

@@ -131,8 +131,12 @@ def _pair(name: str, args: list[str], out: str, params: list[str], doc: str,
     lines += ["    with np.errstate(under=\"ignore\"):  # a value below the normal range: no error",
               "        for k in _groups(x3):", *calls]
     lines.append(f"    return {', '.join([out, *results])}")
-    return [*lines, "", "", f"def {group}(k, {', '.join([*views, 'eps'])}):",
-            f'    """{doc}"""', *body, *(["", "", *fast] if fast else [])]
+    summed = ", summed=None" if quick is not None else ""  # see _fastest
+    docstring = [f'    """{doc}"""'] if not summed else [
+        f"    \"\"\"{doc}", "", "    ``summed``: the shift and sums, if _fastest took them.",
+        '    """']
+    return [*lines, "", "", f"def {group}(k, {', '.join([*views, 'eps'])}{summed}):",
+            *docstring, *body, *(["", "", *fast] if fast else [])]
 
 
 def _forward_source(plan: Plan, backend: str, params: list[str]) -> list[str]:

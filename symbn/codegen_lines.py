@@ -123,9 +123,15 @@ def statistics_lines(plan: Plan, backend: str, exprs: list[sp.Expr], arrays: lis
     keep = [f"keep={out}3"] if keeps_xs(plan, exprs, backend) else []
     if training:
         args = ", ".join(["x3", "shift", "blocks", *(["dy3"] if g_sums else []), *keep])
-        lines.append("    shift = _pilot(x3)")  # a first guess, which the sweep corrects
-        lines += wrap(f"shift, ({', '.join(sum_names(exprs))}) = _centred_sums({args}, "
-                       "first=k.start)")
+        sums = f"shift, ({', '.join(sum_names(exprs))})"
+        if backend == "numba":  # _fastest may have taken them (see _has_quick)
+            lines.append("    if summed is None:  # the shift and sums, unless _fastest took them")
+            lines.append("        shift = _pilot(x3)")
+            lines += wrap(f"summed = _centred_sums({args}, first=k.start)", "        ")
+            lines.append(f"    {sums} = summed")
+        else:
+            lines.append("    shift = _pilot(x3)")  # a first guess, which the sweep corrects
+            lines += wrap(f"{sums} = _centred_sums({args}, first=k.start)")
     else:
         if _needs(exprs, XS(S.i)) or g_sums or _needs(exprs, DELTA):
             lines.append(

@@ -4,8 +4,10 @@ A module :mod:`symbn.codegen` writes with ``backend="numba"`` has, beside each t
 function (``_backward_channels``, ``_forward_channels``), a compiled ``_<name>_quick`` that
 runs the same printed per-channel lines (printed for scalars, a product by
 ``_scalar_product``) in a loop over the channels, between the same kernels; ``_fastest`` calls
-it on small arrays and falls back on the group function. QUICK is the text of what they call,
-copied verbatim into the module after the numba backend's kernels (:mod:`symbn.codegen_numba`).
+it on a group of all the channels (the whole call on small arrays, the lines alone between the
+group function's sums and pass on others) and falls back on the group function. QUICK is the
+text of what they call, copied verbatim into the module after the numba backend's kernels
+(:mod:`symbn.codegen_numba`).
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ def _fastest(quick, group, k, *args, rows, results, data, terms):
     coefficients (see :func:`_quick_pass`).
 
     A quick function returns False where the group function does more than one plain sweep
-    and the printed lines (a poor first guess, inf or NaN, a spread near the dtype's limits, a
-    product or a coefficient that needs care), and the group function then computes the group
-    from the start. Where both run to the end they give the same bits (a test compares them
-    on every variant).
+    and the printed lines (in one call: a poor first guess, inf or NaN, a spread near the
+    dtype's limits; on either route: a product or a coefficient that needs care, by float32's
+    limits whatever the dtype), and the group function then computes the group: from the
+    start, or from the sums taken here (``summed``; a review found them taken twice, and a
+    warning of theirs given twice). Where both run to the end they give the same bits (a test
+    compares them on every variant).
 
     Only a module numba keeps on disk (read from a file, see :func:`_jit`) has them: compiling
     the quick functions took about 7 s per dtype here, which pays where it is done once, not
@@ -50,22 +54,28 @@ def _fastest(quick, group, k, *args, rows, results, data, terms):
             or not all(a.dtype in (np.float32, np.float64) and a.flags.c_contiguous
                        for a in arrays)):
         return group(k, *args)
-    values = np.empty((rows, n_c))
-    summed = x3.size >= SPLIT or x3.shape[2] > 1
-    if summed:
-        shift, sums = _centred_sums(x3, _pilot(x3), None, dy3)
+    summed = None
+    if x3.size >= SPLIT or x3.shape[2] > 1:
+        summed = _centred_sums(x3, _pilot(x3), None, dy3)
+    values = np.empty((rows, n_c))  # after the sums: not at the peak of _centred_sums
+    if summed is not None:
+        shift, sums = summed
         values[8] = shift.reshape(-1)  # the shift's row, as in _quick_sums
+        values[:4] = 0.0
         values[:len(sums)] = [v.reshape(-1) for v in sums]
-        if dy3 is None:
-            values[2:4] = 0.0
+        summed = shift, len(sums)  # the sums, if needed again, are values[:4] (unchanged)
+        del sums
     try:
-        if quick(*args, values, summed):
-            if summed:
+        if quick(*args, values, summed is not None):
+            if summed is not None:
                 _quick_pass(values, terms, out3, dy3, x3)
             return tuple(values[r] for r in results)
     except ModuleNotFoundError:  # a kernel's cache names a module not importable here
         _NO_QUICK.append(True)
-    return group(k, *args)
+    if summed is not None:  # the group function takes them, rather than sweep again
+        shift, count = summed
+        summed = shift, tuple(values[j].reshape(1, -1, 1) for j in range(count))
+    return group(k, *args, summed=summed)
 
 
 def _quick_pass(values, terms, out3, dy3, x3):

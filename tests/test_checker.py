@@ -232,12 +232,27 @@ def test_a_case_too_ill_conditioned_to_judge_says_so(reference: Reference) -> No
     wrong = WRONG["xhat*sum(dy*xhat) term missing"]
     loose = check_case(wrong, offset, reference=reference)
     assert loose.passed and not loose.informative
-    assert "uninformative: dx checked for finite values only" in loose.explain()
+    assert "uninformative: dx (192 element(s)) checked for finite values only" in loose.explain()
     judged = check_case(wrong, ordinary, reference=reference)
     assert judged.informative and not judged.passed
     assert "uninformative" not in judged.explain()
     right = check_case(compact, offset, reference=reference)
     assert right.passed and not right.informative
+    # one channel ill-conditioned, dx wrong there only: the worst element judged is elsewhere,
+    # and the result said informative (a review)
+    x = rng.standard_normal((64, 3)).astype(np.float32)
+    x[:, 0] += np.float32(1e4)
+    mixed = Case(x, rng.standard_normal((64, 3)).astype(np.float32), gamma)
+
+    def wrong_in_channel_0(dy, x, gamma, *, eps, axis):
+        dx, dgamma, dbeta = compact(dy, x, gamma, eps=eps, axis=axis)
+        dx[:, 0] = 0
+        return dx, dgamma, dbeta
+    partly = check_case(wrong_in_channel_0, mixed, reference=reference)
+    assert partly.passed and not partly.informative
+    assert "uninformative: dx (64 element(s))" in partly.explain()
+    report = check_backward(wrong_in_channel_0, cases=[mixed])
+    assert any("dx: 64 element(s) not checked" in w for w in report.warnings)
 
 
 def _user_case(dy_const: bool = False, gamma_one: bool = False, m: int = 8) -> Case:

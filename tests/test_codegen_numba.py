@@ -166,6 +166,18 @@ def test_quick_functions_give_the_group_functions_bits(spec):
     assert ran == {"forward": ["ran"] * cases, "backward": ["ran"] * cases}
 
 
+def calls(ns, name):
+    """A list that gets a 1 for each call of ``ns``'s function ``name``."""
+    made, function = [], ns[name]
+
+    def spy(*args, **kwargs):
+        made.append(1)
+        return function(*args, **kwargs)
+
+    ns[name] = spy
+    return made
+
+
 def test_quick_functions_leave_what_needs_more_to_the_group_functions(source):
     """Where the group function does more than one plain sweep and the printed lines, the
     quick function returns False and the group function gives its own results or errors:
@@ -173,7 +185,8 @@ def test_quick_functions_leave_what_needs_more_to_the_group_functions(source):
     an inf or a NaN in x (sums not finite), a product with a step below float64's normal range
     (γ = 1e-150, a spread of 1e60: _product splits it), γ·r beyond float32 (ValueError). In
     halves (SPLIT = 1), where the quick function takes the group function's sums, it runs on
-    the far guess's (swept again by then) and leaves the rest."""
+    the far guess's (swept again by then) and leaves the rest to the group function with those
+    sums: taken once (a review found them taken twice), their warnings given once."""
     rng = np.random.default_rng(40)
     x = rng.standard_normal((2000, 70))
     dy = rng.standard_normal(x.shape)
@@ -196,15 +209,18 @@ def test_quick_functions_leave_what_needs_more_to_the_group_functions(source):
         if split:
             quick["SPLIT"] = group["SPLIT"] = split
         outcomes = quick_outcomes(quick, "backward")
-        results = []
+        results, sums, caught = [], [], []
         for ns in (quick, group):
+            sums.append(calls(ns, "_centred_sums"))
             try:
-                with warnings.catch_warnings(), np.errstate(invalid="ignore"):
-                    warnings.simplefilter("ignore")
+                with warnings.catch_warnings(record=True) as seen:
+                    warnings.simplefilter("always")
                     results.append(ns["backward"](dy_k, x_k, gamma_k, **kwargs))
             except ValueError as error:
                 results.append(str(error))
+            caught.append([str(w.message) for w in seen])
         assert outcomes == ["ran" if split and x_k is far else "fell back"]
+        assert sums == [[1], [1]] and caught[0] == caught[1]
         if isinstance(results[1], str):
             assert results[0] == results[1]
             continue
