@@ -54,28 +54,27 @@ def _fastest(quick, group, k, *args, rows, results, data, terms):
             or not all(a.dtype in (np.float32, np.float64) and a.flags.c_contiguous
                        for a in arrays)):
         return group(k, *args)
-    summed = None
+    shift = None  # the sums are the quick function's to take
     if x3.size >= SPLIT or x3.shape[2] > 1:
-        summed = _centred_sums(x3, _pilot(x3), None, dy3)
+        shift, sums = _centred_sums(x3, _pilot(x3), None, dy3)
     values = np.empty((rows, n_c))  # after the sums: not at the peak of _centred_sums
-    if summed is not None:
-        shift, sums = summed
+    if shift is not None:
+        count = len(sums)
         values[8] = shift.reshape(-1)  # the shift's row, as in _quick_sums
         values[:4] = 0.0
-        values[:len(sums)] = [v.reshape(-1) for v in sums]
-        summed = shift, len(sums)  # the sums, if needed again, are values[:4] (unchanged)
-        del sums
+        values[:count] = [v.reshape(-1) for v in sums]
+        del sums  # if needed again, they are values[:count], which the quick function keeps
     try:
-        if quick(*args, values, summed is not None):
-            if summed is not None:
+        if quick(*args, values, shift is not None):
+            if shift is not None:
                 _quick_pass(values, terms, out3, dy3, x3)
             return tuple(values[r] for r in results)
     except ModuleNotFoundError:  # a kernel's cache names a module not importable here
         _NO_QUICK.append(True)
-    if summed is not None:  # the group function takes them, rather than sweep again
-        shift, count = summed
-        summed = shift, tuple(values[j].reshape(1, -1, 1) for j in range(count))
-    return group(k, *args, summed=summed)
+    if shift is None:
+        return group(k, *args)
+    # the group function takes the sums, rather than sweep again
+    return group(k, *args, summed=(shift, tuple(v.reshape(1, -1, 1) for v in values[:count])))
 
 
 def _quick_pass(values, terms, out3, dy3, x3):
