@@ -105,11 +105,20 @@ def _compare(name: str, case: Case, analytic: Any, truth: Truth, w: str,
     if not ratio.size:
         return OutputCheck(name, case.name, 0.0, float(tol_c.min()))
     idx = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
-    note = "" if informative.all() else \
-        f"{int((~informative).sum())} element(s) in channels too ill-conditioned to check"
+    unjudged = int((~informative).sum())
+    note = f"{unjudged} element(s) in channels too ill-conditioned to check" if unjudged else ""
     return OutputCheck(name, case.name, float(err[idx]), float(tol[idx]),
                        tuple(int(k) for k in idx), float(a[idx]), float(ref[idx]), note,
-                       unjudged=int((~informative).sum()))
+                       unjudged=unjudged)
+
+
+def _not_checked(o: OutputCheck, dtype: np.dtype) -> str:
+    """The warning for an output checked for finite values only, in all or some channels."""
+    if not o.informative:
+        return (f"{o.case}: {o.output} not checked: tolerance {o.tolerance:.2g} is too loose "
+                f"for {dtype} on this input")
+    return (f"{o.case}: {o.output}: {o.unjudged} element(s) not checked: their channels' "
+            f"tolerance is too loose for {dtype} on this input")
 
 
 def _contract_violation(analytic: Any, dtype: np.dtype, shape: tuple[int, ...]) -> str:
@@ -294,12 +303,8 @@ def check_backward(fn: Callable[..., Any], layer: str = "batchnorm", *,
     ref = Reference(spec)
     results = tuple(_run_case(fn, c, spec, dps, ref) for c in chosen)
     warnings = [] if own else degenerate_data_warnings(spec, chosen)
-    skipped = [f"{o.case}: {o.output} not checked: tolerance {o.tolerance:.2g} is too loose "
-               f"for {np.asarray(r.case.x).dtype} on this input" if not o.informative else
-               f"{o.case}: {o.output}: {o.unjudged} element(s) not checked: their channels' "
-               f"tolerance is too loose for {np.asarray(r.case.x).dtype} on this input"
-               for r in results for o in r.outputs if o.valid and not o.judged]
-    warnings += skipped
+    warnings += [_not_checked(o, np.asarray(r.case.x).dtype)
+                 for r in results for o in r.outputs if o.valid and not o.judged]
     if not own:
         survivors = surviving_mutants(ref, chosen, dps)
         warnings += [f"vacuous: these inputs cannot tell the right dx from one with {s}"
