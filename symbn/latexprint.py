@@ -25,6 +25,7 @@ from typing import Any
 
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
+from sympy.printing.precedence import PRECEDENCE
 
 from symbn import symbols as S
 
@@ -124,11 +125,12 @@ class SymbnLatexPrinter(LatexPrinter):
                 front == 1 and not any(isinstance(a, sp.Add) for a in rest)):
             return super()._print_Mul(expr)
         body = " ".join(self._factor(a) for a in rest)
+        sign = "- " if not front.is_Add and front.could_extract_minus_sign() else ""
+        front = -front if sign else front
         if front == 1:
-            return body
-        if front == -1:
-            return "- " + body
-        return self._print(front) + " " + body
+            return sign + body
+        # a sum of scalars in front (x_0 - mu at a concrete m) keeps its parentheses
+        return sign + self.parenthesize(front, PRECEDENCE["Mul"], strict=True) + " " + body
 
     def _factor(self, expr: sp.Expr) -> str:
         if isinstance(expr, sp.Add):

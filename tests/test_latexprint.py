@@ -63,3 +63,22 @@ def test_every_expression_of_every_variant_prints_without_program_names():
             text = latex(expr)
             for bad in ("Sum(", "dL_d", "xhat", "running_var", "KroneckerDelta"):
                 assert bad not in text, (spec.describe(), text)
+
+
+def test_a_sum_of_scalars_in_front_keeps_its_parentheses():
+    """(x_0 − μ)·∂ℓ/∂σ² printed as x_0 − μ ∂ℓ/∂σ², which reads x_0 − μ·∂ℓ/∂σ²: a review found
+    56 such terms in the ∂ℓ/∂μ and ∂ℓ/∂x_k steps of ``--format latex`` at m = 2 and 3 (at a
+    concrete m an element is a plain symbol, so x_0 − μ went in front as a scalar)."""
+    d = symbn.derive(symbn.LayerSpec(), m=2)
+    step = next(s.expr for s in d.steps if s.name == "x")[0]  # ∂ℓ/∂x_0
+    x0 = next(s for s in step.free_symbols if s.name == "x_0")
+    dvar = next(s for s in step.free_symbols if s.name == "dL_dvar")
+    partial_var = r"\frac{\partial \ell}{\partial \sigma_B^{2}}"
+    assert latex(dvar * (x0 - S.mu)) == r"\left(x_{0} - \mu_B\right) " + partial_var
+    assert r"\left(x_{0} - \mu_B\right) " + partial_var in latex(step)
+    total = sp.Sum(g(S.j), (S.j, 1, S.m))
+    assert latex((S.sigma + S.eps) * total) == r"\left(\sigma_B + \epsilon\right) \sum_{j=1}^{m} g_{j}"
+    assert latex(-(S.m - 1) * total) == r"\left(1 - m\right) \sum_{j=1}^{m} g_{j}"
+    # a negative coefficient keeps its sign in front, without parentheses
+    assert latex(-dvar / sp.sqrt(S.var + S.eps)) == (
+        r"- \frac{1}{\sqrt{\sigma_B^{2} + \epsilon}} " + partial_var)
