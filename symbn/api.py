@@ -89,6 +89,18 @@ class Derivation:
         """The names the gradients are taken with respect to."""
         return self.graph.wrt
 
+    @property
+    def limits(self) -> dict[str, sp.Expr]:
+        """The gradients where a condition fails (σ = 0 in ``std`` placement), by name; {} if none.
+
+        >>> import symbn
+        >>> sorted(symbn.derive(symbn.LayerSpec(eps_placement="std")).limits)
+        ['x']
+        >>> symbn.derive(symbn.LayerSpec()).limits
+        {}
+        """
+        return {name: value for c in self.conditions for name, value in c.limit.items()}
+
     def _repr_latex_(self) -> str:
         """The derivation as LaTeX, for Jupyter."""
         from symbn.document import repr_latex  # the printers come after the pipeline
@@ -172,26 +184,38 @@ def _instantiate(expr: sp.Expr, graph: Graph, m: int, facts: dict[sp.Sum, sp.Exp
 
 def _conditions(spec: LayerSpec, graph: Graph, closed: dict[str, sp.Expr]
                 ) -> tuple[Condition, ...]:
+    """Where the closed forms hold: the spread's condition, then the batch size's if any.
+
+    The unbiased variance of a batch divides by m − 1, so in training mode the closed forms
+    hold for m ≥ 2 only (derive refuses m = 1 there); a review found every unbiased document
+    saying they held for every m, and the ``std`` one's condition naming m = 1.
+    """
+    batch = (Condition(
+        "m >= 2",
+        "The unbiased variance divides the sum of squares by one less than the batch size, "
+        "so the closed forms hold for batches of at least 2 elements; a batch of 1 is refused.",
+    ),) if spec.variance == "unbiased" and spec.uses_batch_statistics else ()
     if spec.eps_placement == "sqrt":
         return (Condition(
             "var + eps > 0",
             "Always true (eps > 0): the closed forms hold for every input, a constant "
             "batch included.",
-        ),)
+        ), *batch)
     if not spec.uses_batch_statistics:
         return (Condition("sigma + eps > 0", "Always true (eps > 0, sigma = sqrt(running_var))."),)
     limit = {"x": limit_at_zero_spread(closed["x"], graph)}
+    one = batch == ()  # a batch of one element is allowed, and constant
     return (Condition(
         "sigma > 0",
         "With eps outside the root, x̂ = (x − μ)/(σ + ε) and σ = √σ²: the chain rule goes "
         "through d√σ²/dσ² = 1/(2σ), so the closed form for dL/dx divides by σ and reads 0/0 at "
-        "a constant batch (σ = 0, which includes m = 1). The layer is still differentiable "
-        "there — (x − μ)·σ is O(|x − μ|²) — and the gradient is the limit σ → 0⁺ given here "
-        "(for m = 1 it is 0, since x̂ ≡ 0). Generated code must use it instead of evaluating "
-        "the closed form. With eps inside the root (the standard placement) nothing of this "
-        "arises: √(σ² + ε) is smooth for ε > 0.",
+        f"a constant batch (σ = 0{', which includes m = 1' if one else ''}). The layer is still "
+        "differentiable there — (x − μ)·σ is O(|x − μ|²) — and the gradient is the limit "
+        f"σ → 0⁺ given here{' (for m = 1 it is 0, since x̂ ≡ 0)' if one else ''}. Generated "
+        "code must use it instead of evaluating the closed form. With eps inside the root (the "
+        "standard placement) nothing of this arises: √(σ² + ε) is smooth for ε > 0.",
         limit,
-    ),)
+    ), *batch)
 
 
 def prove(derivation: Derivation) -> ProofReport:

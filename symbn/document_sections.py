@@ -107,7 +107,9 @@ def options_section(d: Derivation) -> list[Block]:
         text="\n".join(r"\texttt{" + name.replace("_", r"\_") + f"={value}}}: {meaning}."
                        for name, value, meaning in rows),
         markdown="\n".join(f"`{name}={value}`: {meaning}." for name, value, meaning in rows)))
-    blocks.append(para(r"The batch size $m$ stays a symbol: every result holds for every $m$."))
+    every = (r"every $m \geq 2$ (the variance divides by $m - 1$)"
+             if spec.variance == "unbiased" and spec.uses_batch_statistics else r"every $m$")
+    blocks.append(para(rf"The batch size $m$ stays a symbol: every result holds for {every}."))
     return blocks
 
 
@@ -262,6 +264,8 @@ def prose_latex(text: str) -> str:
 
     >>> prose_latex("σ = √σ² when eps > 0")
     '$\\sigma = \\sqrt{\\sigma^2}$ when $\\epsilon > 0$'
+    >>> prose_latex("x̂ = (x − μ)/(σ + ε), x̂ ≡ 0 and O(|x − μ|²)")
+    '$\\hat{x} = (x - \\mu)/(\\sigma + \\epsilon)$, $\\hat{x} \\equiv 0$ and $O(|x - \\mu|^2)$'
     """
     out = re.sub(r"([&%#_])", r"\\\1", prose_markdown(text))
     for plain, tex in _UNICODE_MATH:
@@ -273,7 +277,17 @@ def prose_latex(text: str) -> str:
             break
         out = merged
     out = re.sub(r"\$([^$]*)\$ ([<>=]) ([0-9]+)", r"$\1 \2 \3$", out)
+    out = re.sub(r"\$([^$]*(?:\\equiv|[<>=]))\$ ([0-9]+)", r"$\1 \2$", out)  # x̂ ≡ 0
+    out = re.sub(r"\bO\(\$([^$]*)\$\)", r"$O(\1)$", out)  # O(|x − μ|²)
+    out = re.sub(r"\$([^$]*)\$(\)*)", _closing, out)  # (σ + ε) ends in math, not after it
     return out.encode("ascii", "replace").decode("ascii")
+
+
+def _closing(span: re.Match[str]) -> str:
+    """A ``$…$`` span with more ( than ) takes in the ) that follow it."""
+    body, after = span.group(1), span.group(2)
+    take = max(0, min(body.count("(") - body.count(")"), len(after)))
+    return f"${body}{after[:take]}${after[take:]}"
 
 
 def prose_markdown(text: str) -> str:

@@ -169,7 +169,7 @@ class Reference:
 
         Evaluates the symbolic-m closed forms per channel; where the closed form for ∂L/∂x
         reads 0/0 (ε outside the root, training mode, a constant channel: σ = 0) it uses the
-        limit the derivation states in ``conditions[0].limit["x"]``.
+        limit the derivation states in ``limits["x"]``.
         """
         cols, gcols = as_matrix(x), as_matrix(dy, "dy")
         if len(gcols) != len(cols) or len(gcols[0]) != len(cols[0]):
@@ -189,7 +189,7 @@ class Reference:
             for w in d.wrt:
                 expr = d.closed_symbolic[w]
                 if w == "x" and self._at_limit(st):
-                    expr = d.conditions[0].limit["x"]
+                    expr = d.limits["x"]
                 values = evaluate(expr, elements, scalars, sums)
                 if w == "x":
                     out[w][:, c] = values

@@ -203,6 +203,32 @@ def test_prose_latex_turns_unicode_into_math():
     assert r"\hat{x}" in out and r"\mu" in out and r"\epsilon" in out and r"100\%" in out
 
 
+def test_prose_math_keeps_its_closing_parentheses_and_the_number_after_a_relation():
+    """A review found ``(\\sigma + \\epsilon$)``, ``1/(2\\sigma$)``, ``O($|x - \\mu|^2$)`` and
+    ``\\equiv$ 0`` in the std documents: a math span ended before its own ``)``."""
+    tex = to_tex(symbn.derive(symbn.LayerSpec(eps_placement="std")))
+    for span in re.findall(r"\$([^$]*)\$", tex):
+        assert span.count("(") == span.count(")"), span
+    assert r"$\hat{x} \equiv 0$" in tex and r"$O(|x - \mu|^2)$" in tex
+
+
+@pytest.mark.parametrize("placement", ["sqrt", "std"])
+def test_unbiased_training_documents_hold_for_m_of_two_and_more(placement):
+    """The unbiased variance divides by m − 1: a review found every unbiased document saying
+    the results held for every m, and the std one's condition naming m = 1 (which is refused)."""
+    spec = symbn.LayerSpec(eps_placement=placement, variance="unbiased")
+    d = symbn.derive(spec)
+    assert [c.statement for c in d.conditions][-1] == "m >= 2"
+    for text in (to_tex(d), to_markdown(d)):
+        assert "every result holds for every $m \\geq 2$" in text
+        assert "hold where $m \\geq 2$" in text
+        assert "m = 1" not in text.replace("$", "")
+    biased = to_tex(symbn.derive(symbn.LayerSpec(eps_placement=placement)))
+    assert "m \\geq 2" not in biased and "every result holds for every $m$." in biased
+    evaluation = to_tex(symbn.derive(symbn.LayerSpec(variance="unbiased", mode="eval")))
+    assert "m \\geq 2" not in evaluation  # the running variance is an input there
+
+
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="symbn")
     sub = parser.add_subparsers(dest="command")

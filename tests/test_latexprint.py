@@ -77,7 +77,8 @@ def test_a_sum_of_scalars_in_front_keeps_its_parentheses():
     assert latex(dvar * (x0 - S.mu)) == r"\left(x_{0} - \mu_B\right) " + partial_var
     assert r"\left(x_{0} - \mu_B\right) " + partial_var in latex(step)
     total = sp.Sum(g(S.j), (S.j, 1, S.m))
-    assert latex((S.sigma + S.eps) * total) == r"\left(\sigma_B + \epsilon\right) \sum_{j=1}^{m} g_{j}"
+    assert latex((S.sigma + S.eps) * total) == (
+        r"\left(\sigma_B + \epsilon\right) \sum_{j=1}^{m} g_{j}")
     assert latex(-(S.m - 1) * total) == r"\left(1 - m\right) \sum_{j=1}^{m} g_{j}"
     # a negative coefficient keeps its sign in front, without parentheses
     assert latex(-dvar / sp.sqrt(S.var + S.eps)) == (
