@@ -17,7 +17,7 @@ from symbn.api import Derivation, ProofReport, prove
 from symbn.document_math import adjoint_latex, node_value, quantity_latex
 from symbn.document_sections import Block, Equation, blocks, names_for, title
 from symbn.errors import OptionError
-from symbn.latexprint import latex
+from symbn.latexprint import definition_latex, latex
 
 PREAMBLE = r"""\documentclass[11pt]{article}
 \usepackage[a4paper,margin=2.2cm]{geometry}
@@ -132,7 +132,8 @@ def repr_latex(d: Derivation) -> str:
     """
     names = names_for(d)
     graph = d.graph
-    rows = [r"\text{" + d.spec.describe() + ("" if d.m is None else f", m = {d.m}") + r"}\\"]
+    label = d.spec.describe().replace("_", r"\_")  # eps\_placement: pdflatex reads _ as math
+    rows = [r"\text{" + label + ("" if d.m is None else f", m = {d.m}") + r"}\\"]
     for n in graph.nodes[:-1]:
         rows.append(quantity_latex(graph, n.name, names) + " &= "
                     + latex(node_value(graph, n), names) + r"\\")
@@ -140,6 +141,6 @@ def repr_latex(d: Derivation) -> str:
         rows.append(adjoint_latex(w, graph.is_elementwise(w), names) + " &= "
                     + latex(d.closed_symbolic[w], names) + r"\\")
     for k, v in d.definitions.items():
-        rows.append(latex(sp.Symbol(k), names) + " &= " + latex(v, names)
+        rows.append(latex(sp.Symbol(k), names) + " &= " + definition_latex(v, names)
                     + r"\\")
     return "$$\\begin{aligned}" + "\n".join(rows) + "\\end{aligned}$$"

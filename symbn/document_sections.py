@@ -27,7 +27,7 @@ from symbn.document_math import (
     sums_over_i,
     term_latex,
 )
-from symbn.latexprint import latex, name_latex
+from symbn.latexprint import definition_latex, latex, name_latex, variant_names
 from symbn.reductions import apply_facts, is_zero
 
 
@@ -67,8 +67,8 @@ def display(*rows: Equation) -> Block:
 
 
 def names_for(d: Derivation) -> dict[str, str]:
-    """Name overrides for a variant: σ is a batch statistic only in training mode."""
-    return {} if d.spec.uses_batch_statistics else {"sigma": r"\sigma"}
+    """The names a variant's documents print (:func:`symbn.latexprint.variant_names`)."""
+    return variant_names(d.spec.uses_batch_statistics)
 
 
 _ORDINALS = ("first", "second", "third", "fourth", "fifth")
@@ -215,7 +215,7 @@ def closed_section(d: Derivation, names: Mapping[str, str]) -> list[Block]:
     rows = [Equation(adjoint_latex(w, graph.is_elementwise(w), names),
                      latex(sums_over_i(d.closed_symbolic[w]), names)) for w in d.wrt]
     blocks.append(display(*rows))
-    where = [Equation(name_latex(k, names), _definition_latex(v, names))
+    where = [Equation(name_latex(k, names), definition_latex(v, names))
              for k, v in d.definitions.items()]
     where.append(Equation(xhat, latex(d.form.value, names)))
     blocks.append(para(r"where $g_i = \frac{\partial \ell}{\partial y_i}$ and"))
@@ -232,13 +232,6 @@ def _presentation(d: Derivation) -> dict[sp.Expr, sp.Expr]:
     """σ² written as the square of σ where the closed forms use σ = √σ²."""
     sigma = d.definitions.get("sigma")
     return {sigma.base: S.sigma**2} if isinstance(sigma, sp.Pow) else {}
-
-
-def _definition_latex(value: sp.Expr, names: Mapping[str, str]) -> str:
-    """A definition's right side; a root is written out (σ_B = √σ²_B, not σ_B = σ_B)."""
-    if isinstance(value, sp.Pow) and value.exp == sp.Rational(1, 2):
-        return r"\sqrt{" + latex(value.base, names) + "}"
-    return latex(value, names)
 
 
 def _is_reference_variant(d: Derivation) -> bool:

@@ -17,7 +17,7 @@ from symbn import symbols as S
 from symbn.api import Derivation, ProofReport
 from symbn.batch import Elem, as_tuple
 from symbn.graph import Node
-from symbn.latexprint import latex, name_latex
+from symbn.latexprint import definition_latex, latex, name_latex, variant_names
 
 
 def _elements(d: Derivation, name: str, values: Elem) -> Iterable[tuple[str, sp.Expr]]:
@@ -104,11 +104,12 @@ def to_text(d: Derivation, proof: ProofReport | None = None) -> str:
 
 def to_latex(d: Derivation, proof: ProofReport | None = None) -> str:
     """The steps and closed forms as a LaTeX ``align*`` block (no document around it)."""
+    names = variant_names(d.spec.uses_batch_statistics)
     rows = []
     for step in d.steps:
         for label, expr in _elements(d, step.name, step.expr):
             rows.append(rf"\frac{{\partial \ell}}{{\partial {_latex_label(label)}}} &= "
-                        + latex(expr))
+                        + latex(expr, names))
     lines = [f"% {d.spec.describe()}; "
              + ("symbolic m" if d.m is None else f"m = {d.m}"),
              r"\begin{align*}", " \\\\\n".join(rows), r"\end{align*}",
@@ -117,9 +118,9 @@ def to_latex(d: Derivation, proof: ProofReport | None = None) -> str:
     for name in d.wrt:
         for label, expr in _elements(d, name, d.closed[name]):
             closed.append(rf"\frac{{\partial \ell}}{{\partial {_latex_label(label)}}} &= "
-                          + latex(expr))
+                          + latex(expr, names))
     for name, value in d.definitions.items():
-        closed.append(f"{name_latex(name)} &= {latex(value)}")
+        closed.append(f"{name_latex(name, names)} &= {definition_latex(value, names)}")
     lines += [" \\\\\n".join(closed), r"\end{align*}"]
     if proof is not None:
         lines += [f"% proof: {'every claim proved' if proof.holds else 'FAILED'}"]

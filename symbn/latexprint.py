@@ -159,6 +159,28 @@ def _subscript(base: str, sub: str) -> str:
     return f"{base}_{{{sub}}}"
 
 
+def variant_names(uses_batch_statistics: bool) -> dict[str, str]:
+    r"""Name overrides for a variant: :math:`\sigma_B` is a batch statistic in training only.
+
+    In evaluation mode σ is the root of the running variance, printed :math:`\sigma`.
+
+    >>> variant_names(False)
+    {'sigma': '\\sigma'}
+    """
+    return {} if uses_batch_statistics else {"sigma": r"\sigma"}
+
+
+def definition_latex(value: sp.Expr, names: Mapping[str, str] | None = None) -> str:
+    r"""A definition's right side; a root is written out (σ_B = √σ²_B, not σ_B = σ_B).
+
+    >>> definition_latex(sp.sqrt(S.var))
+    '\\sqrt{\\sigma_B^{2}}'
+    """
+    if isinstance(value, sp.Pow) and value.exp == sp.Rational(1, 2):
+        return r"\sqrt{" + latex(value.base, names) + "}"
+    return latex(value, names)
+
+
 def latex(expr: sp.Basic, names: Mapping[str, str] | None = None) -> str:
     """LaTeX for an expression of symbn's; ``names`` overrides entries of :data:`NAMES`."""
     return SymbnLatexPrinter({"mul_symbol": None}, names).doprint(expr)

@@ -229,6 +229,23 @@ def test_unbiased_training_documents_hold_for_m_of_two_and_more(placement):
     assert "m \\geq 2" not in evaluation  # the running variance is an input there
 
 
+def test_latex_block_and_jupyter_name_sigma_as_the_documents_do():
+    """``--format latex`` and ``_repr_latex_`` printed σ_B = σ_B for the std placement, named
+    the running variance's root σ_B (the batch statistic's name) in eval mode, and put
+    ``eps_placement`` with a bare _ in \\text{} (pdflatex: "Missing $ inserted"): a review."""
+    from symbn.formats import to_latex
+
+    train = symbn.derive(symbn.LayerSpec(eps_placement="std"))
+    evaluation = symbn.derive(symbn.LayerSpec(eps_placement="std", mode="eval"))
+    assert r"\sigma_B &= \sqrt{\sigma_B^{2}}" in to_latex(train)
+    assert r"\sigma_B &= \sigma_B" not in to_latex(train)
+    for text in (to_latex(evaluation), repr_latex(evaluation)):
+        assert r"\sigma &= \sqrt{\mathrm{Var}[x]}" in text and r"\sigma_B" not in text
+    for d in (train, evaluation):
+        label = re.search(r"\\text\{(.*?)\}\\\\", repr_latex(d)).group(1)
+        assert re.search(r"(?<!\\)_", label) is None, label
+
+
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="symbn")
     sub = parser.add_subparsers(dest="command")
