@@ -218,6 +218,21 @@ def _conditions(spec: LayerSpec, graph: Graph, closed: dict[str, sp.Expr]
     ), *batch)
 
 
+def checked_derivation(value: object) -> Derivation:
+    """``value`` if it is a :class:`Derivation`; otherwise an OptionError saying what to give.
+
+    >>> checked_derivation(None)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    symbn.errors.OptionError: derivation=None is not allowed; give what symbn.derive returns, ...
+    """
+    if not isinstance(value, Derivation):
+        raise OptionError.bad_value("derivation", value,
+                                    "give what symbn.derive returns, such as "
+                                    "symbn.prove(symbn.derive(symbn.LayerSpec()))")
+    return value
+
+
 def prove(derivation: Derivation) -> ProofReport:
     """Prove each closed form equal to the raw derivative.
 
@@ -225,11 +240,7 @@ def prove(derivation: Derivation) -> ProofReport:
     the reduction algebra; with concrete m, additionally the symbolic-m closed form,
     instantiated at m, equals the explicit derivative element by element.
     """
-    if not isinstance(derivation, Derivation):
-        raise OptionError.bad_value("derivation", derivation,
-                                    "give what symbn.derive returns, such as "
-                                    "symbn.prove(symbn.derive(symbn.LayerSpec()))")
-    d = derivation
+    d = checked_derivation(derivation)
     graph, form = d.graph, d.form
     facts_x = statistics_facts(graph, None)
     proofs = []

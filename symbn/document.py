@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symbn.api import Derivation, ProofReport, prove
+from symbn.api import Derivation, ProofReport, checked_derivation, prove
 from symbn.document_math import adjoint_latex, node_value, quantity_latex
 from symbn.document_sections import Block, Equation, blocks, names_for, title
 from symbn.errors import OptionError
@@ -30,6 +30,7 @@ PREAMBLE = r"""\documentclass[11pt]{article}
 
 
 def _check(d: Derivation) -> None:
+    checked_derivation(d)
     if d.m is not None:
         raise OptionError.bad_value(
             "m", d.m, "documents are written for a symbolic batch size: derive with m=None")
@@ -130,6 +131,7 @@ def repr_latex(d: Derivation) -> str:
     >>> text.startswith("$$") and text.endswith("$$")
     True
     """
+    checked_derivation(d)
     names = names_for(d)
     graph = d.graph
     label = d.spec.describe().replace("_", r"\_")  # eps\_placement: pdflatex reads _ as math

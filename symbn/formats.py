@@ -14,7 +14,7 @@ from typing import Any
 import sympy as sp
 
 from symbn import symbols as S
-from symbn.api import Derivation, ProofReport
+from symbn.api import Derivation, ProofReport, checked_derivation
 from symbn.batch import Elem, as_tuple
 from symbn.graph import Node
 from symbn.latexprint import definition_latex, latex, name_latex, variant_names
@@ -71,6 +71,7 @@ def _normalized_definition(d: Derivation) -> str:
 
 def to_text(d: Derivation, proof: ProofReport | None = None) -> str:
     """A derivation for people: graph, chain-rule steps, closed forms, conditions, proof."""
+    checked_derivation(d)
     lines = _header(d)
     lines += ["", "Chain rule, from the loss L = Sum_j g(j)*y(j) back to the inputs:"]
     for step in d.steps:
@@ -104,6 +105,7 @@ def to_text(d: Derivation, proof: ProofReport | None = None) -> str:
 
 def to_latex(d: Derivation, proof: ProofReport | None = None) -> str:
     """The steps and closed forms as a LaTeX ``align*`` block (no document around it)."""
+    checked_derivation(d)
     names = variant_names(d.spec.uses_batch_statistics)
     rows = []
     for step in d.steps:
@@ -147,6 +149,7 @@ def _elem_json(d: Derivation, name: str, value: Elem) -> Any:
 
 def to_json(d: Derivation, proof: ProofReport | None = None) -> str:
     """A derivation as JSON: layer, options, symbols, steps, gradients (raw and closed)."""
+    checked_derivation(d)
     spec = d.spec
     data: dict[str, Any] = {
         "layer": spec.layer,

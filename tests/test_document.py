@@ -246,6 +246,19 @@ def test_latex_block_and_jupyter_name_sigma_as_the_documents_do():
         assert re.search(r"(?<!\\)_", label) is None, label
 
 
+@pytest.mark.parametrize("printer", ["to_text", "to_latex", "to_json", "to_tex", "to_markdown",
+                                     "repr_latex"])
+@pytest.mark.parametrize("wrong", [None, symbn.LayerSpec()])
+def test_printers_say_what_they_take(printer, wrong):
+    """A printer given no derivation (or the spec instead) said AttributeError: 'NoneType'
+    object has no attribute 'm' (a review); it is the OptionError prove gives."""
+    from symbn import document, formats
+
+    function = getattr(formats, printer, None) or getattr(document, printer)
+    with pytest.raises(OptionError, match=r"^derivation=.* give what symbn\.derive returns"):
+        function(wrong)
+
+
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="symbn")
     sub = parser.add_subparsers(dest="command")
