@@ -67,6 +67,8 @@ def test_latex_format(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(("argv", "needle"), [
     (["derive", "batchnorm", "--m", "0"], "m=0"),
     (["derive", "batchnorm", "--m", "2.5"], "m='2.5'"),
+    (["derive", "batchnorm", "--m", "3_0"], "m='3_0'"),  # int() reads 30 (a review)
+    (["derive", "batchnorm", "--m", "\uff13"], "m='\uff13'"),  # a full-width 3
     (["derive", "batchnorm", "--m", "1", "--variance", "unbiased"], "m=1"),
     (["derive", "layernorm"], "layer='layernorm'"),
     (["derive", "batchnorm", "--eps-placement", "outside"], "eps_placement='outside'"),

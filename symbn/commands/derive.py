@@ -15,11 +15,10 @@ HELP = "derive the gradients of a layer: chain-rule steps, closed forms, proof"
 
 
 def _batch_size(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise OptionError.bad_value(
-            "m", text, "the batch size must be a whole number >= 1") from None
+    """``--m``: ASCII digits only (int() also reads '3_0' as 30 and full-width digits)."""
+    if not text.strip().isascii() or not text.strip().lstrip("+-").isdigit():
+        raise OptionError.bad_value("m", text, "the batch size must be a whole number >= 1")
+    return int(text)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
