@@ -51,6 +51,8 @@ MEANINGS: dict[str, str] = {
     "L": "loss, L = Sum(g(j)*y(j))",
     "r": "1/sqrt(var + eps), the inverse standard deviation (eps_placement='sqrt')",
     "sigma": "sqrt(var), the standard deviation (eps_placement='std')",
+    "dL_d<q>": "the adjoint dL/dq of quantity q: dL_dxhat(j) with symbolic m, dL_dxhat_0.. "
+               "with concrete m, dL_dmu, dL_dvar for the statistics",
 }
 
 

@@ -49,6 +49,36 @@ def test_json_round_trips_through_sympify(capsys: pytest.CaptureFixture[str]) ->
     assert "r" in data["symbols"] and "mu" in data["symbols"]
 
 
+@pytest.mark.parametrize("m", [[], ["--m", "2"]])
+def test_json_symbols_table_explains_every_name(capsys: pytest.CaptureFixture[str],
+                                                m: list[str]) -> None:
+    """Every symbol and function the JSON's expressions use is in its ``symbols`` table (an
+    element x_0 under x, an adjoint dL_dxhat under dL_d<q>); a review found the adjoints
+    unexplained."""
+    code, out, _ = run(capsys, "derive", "batchnorm", "--format", "json", *m)
+    assert code == 0
+    data = json.loads(out)
+    names: set[str] = set()
+
+    def collect(node: object) -> None:
+        if isinstance(node, dict):
+            if "srepr" in node:
+                expr = sp.sympify(node["srepr"])
+                names.update(str(s) for s in expr.free_symbols)
+                names.update(f.func.__name__ for f in expr.atoms(sp.core.function.AppliedUndef))
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(data)
+    assert "dL_dvar" in names
+    for name in names:
+        key = "dL_d<q>" if name.startswith("dL_d") else re.sub(r"_[0-9]+$", "", name)
+        assert key in data["symbols"], name
+
+
 def test_concrete_m_json_has_one_entry_per_element(capsys: pytest.CaptureFixture[str]) -> None:
     """With --m 3 the input gradient is given for each of the three elements."""
     code, out, _ = run(capsys, "derive", "batchnorm", "--m", "3", "--format", "json", "--prove")
