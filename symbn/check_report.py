@@ -145,11 +145,13 @@ class CheckReport:
     def format(self) -> str:
         """A table for people: per output the worst case, then failures and warnings."""
         verdict = "PASS" if self.passed else "FAIL"
+        passed = sum(c.passed for c in self.cases)
         lines = [f"check of a backward for {self.spec.describe()}, {self.dtype}: {verdict} "
-                 f"({sum(c.passed for c in self.cases)}/{len(self.cases)} inputs)",
+                 f"({passed} of {len(self.cases)} inputs passed)",
                  f"{'output':<8}{'worst rel. error':>18}{'tolerance':>12}  input"]
         for name, o in self.worst().items():
-            lines.append(f"{name:<8}{o.error:>18.3g}{o.tolerance:>12.3g}  {o.case}")
+            error = f"{o.error:>18.3g}" if o.valid else f"{'(not compared)':>18}"  # not inf
+            lines.append(f"{name:<8}{error}{o.tolerance:>12.3g}  {o.case}")
             lines.append(f"{'':8}{o.note}" if not o.valid else
                          f"{'':8}analytic {o.analytic!r} reference {o.reference!r}"
                          + (f" at {list(o.index)}" if o.index else ""))

@@ -68,6 +68,7 @@ __all__ = [
     "OutputCheck",
     "check_backward",
     "check_case",
+    "check_signature",
     "default_cases",
     "load_function",
     "tolerance",
@@ -187,6 +188,21 @@ def check_case(fn: Callable[..., Any], case: Case, *, spec: LayerSpec | None = N
     validate_case(case, spec)
     _callable_as_backward(fn, spec, case)
     return _run_case(fn, case, spec, check_dps(dps), reference or Reference(spec))
+
+
+def check_signature(fn: Any, spec: LayerSpec) -> None:
+    """An :class:`OptionError` where ``fn`` cannot be called as ``spec``'s backward.
+
+    What :func:`check_backward` checks before it runs a case; ``symbn testgen`` checks it too,
+    so that it does not write tests that fail on every input with the same error.
+
+    >>> def backward(dy, x, gamma, *, eps, axis): ...
+    >>> check_signature(backward, LayerSpec(mode="eval"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    symbn.errors.OptionError: backward(dy, x, gamma, *, eps, axis) cannot be called as ...
+    """
+    _callable_as_backward(fn, checked_spec(spec), default_cases(checked_spec(spec))[0])
 
 
 def _callable_as_backward(fn: Any, spec: LayerSpec, case: Case) -> None:

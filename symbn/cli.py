@@ -60,9 +60,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``symbn`` console script; returns the exit status."""
+    """Entry point of the ``symbn`` console script; returns the exit status.
+
+    Ctrl-C ends it with one line and status 130, as a shell reports SIGINT (a traceback
+    before).
+    """
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("symbn: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    before = next((w for w in words if not w.startswith("-")), None)
+    for word in words[: words.index(before) if before is not None else len(words)]:
+        if word not in ("-h", "--help", "--version"):  # symbn --bogus: name it, not COMMAND
+            parser.error(f"unrecognized arguments: {word}")
+    args, unknown = parser.parse_known_args(words)
     if unknown:  # named by the subcommand, whose help lists what it takes
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     command = {c.NAME: c for c in COMMANDS}[args.command]

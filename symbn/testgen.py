@@ -46,8 +46,11 @@ def _import_line(target: str, test_file: str | None) -> str:
         if test_file is None:
             return f"backward_under_test = load_function({target!r})"
         near = Path(os.path.relpath(Path(where).resolve(), Path(test_file).resolve().parent))
+        # the path outside the f-string: a backslash (an escape of the path's repr) may not
+        # stand in an f-string's braces before Python 3.12
         return ("HERE = Path(__file__).resolve().parent  # the target's path is from here\n"
-                f'backward_under_test = load_function(f"{{HERE / {near.as_posix()!r}}}:{name}")')
+                f"TARGET = HERE / {near.as_posix()!r}\n"
+                f'backward_under_test = load_function(f"{{TARGET}}:{name}")')
     if not _DOTTED.match(where):
         raise OptionError.bad_value("--target", target, f"{where!r} is not a module name")
     return f"from {where} import {name} as backward_under_test"
@@ -92,12 +95,27 @@ def generate_tests(spec: LayerSpec, target: str, *, dtype: str = "float64",
     if spec.uses_batch_statistics:
         structured = _STRUCTURED.format(layer=spec.layer, options=options)
     return _TEMPLATE.format(
-        target=target, command=command, version=__version__, describe=spec.describe(),
+        target=_shown(target), command=_shown(command), version=__version__,
+        describe=spec.describe(),
         signature=signature(spec), import_line=import_line, layer=spec.layer,
         pathlib="from pathlib import Path\n\n" if from_file and test_file is not None else "",
         options=options, dtype=dtype, examples=examples, fixed=fixed,
         structured=structured, load=", load_function" if from_file else "",
     )
+
+
+def _shown(text: str) -> str:
+    r"""``text`` as the docstring shows it, whatever it holds.
+
+    A path's bytes that are not UTF-8 (``bad\xfe.py``: ``'\udcfe'`` in Python) made the file
+    unwritable, or, written, a file pytest could not read; a backslash or three quotes would
+    end or change the docstring. They show as escapes.
+
+    >>> print(_shown('bad\udcfe.py a\\b "q"'))
+    bad\\udcfe.py a\\b \"q\"
+    """
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _flags(spec: LayerSpec) -> str:

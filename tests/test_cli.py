@@ -186,7 +186,8 @@ def test_help_describes_every_option(capsys: pytest.CaptureFixture[str]) -> None
 @pytest.mark.parametrize(("argv", "needle"), [
     (["latex", "batchnorm", "-o", "{missing}/x.tex"], "cannot write it: No such file"),
     (["latex", "batchnorm", "-o", "{folder}"], "cannot write it: Is a directory"),
-    (["testgen", "batchnorm", "--target", "json:dumps", "-o", "{missing}/t.py"], "No such file"),
+    (["testgen", "batchnorm", "--target", "{bn}:backward", "-o", "{missing}/t.py"],
+     "No such file"),
     (["render", "--dir", "{file}"], "it is a file, not a folder"),
     (["render", "--dir", "{file}/sub"], "cannot write it: Not a directory"),
 ])
@@ -196,7 +197,9 @@ def test_unwritable_output_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]
     """An output path that cannot be written: exit 2, one line naming the path and why."""
     monkeypatch.setattr(render, "expected_files", lambda: {"README.md": "# Derivations\n"})
     (tmp_path / "file.txt").write_text("mine", encoding="utf-8")
-    places = {"missing": tmp_path / "missing", "folder": tmp_path, "file": tmp_path / "file.txt"}
+    (tmp_path / "bn.py").write_text("def backward(dy, x, gamma, *, eps, axis): ...\n")
+    places = {"missing": tmp_path / "missing", "folder": tmp_path, "file": tmp_path / "file.txt",
+              "bn": tmp_path / "bn.py"}
     argv = [a.format(**places) for a in argv]
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == ""
@@ -277,3 +280,73 @@ def test_check_imports_a_module_of_the_current_directory(
         sys.modules.pop("symbn_cwd_target", None)
     assert code == 0, out + err
     assert sys.path == before
+
+
+def test_ctrl_c_is_one_line_and_status_130(capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C printed a traceback ending in KeyboardInterrupt (a review)."""
+    from symbn.commands import derive
+
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(derive, "run", interrupted)
+    code, out, err = run(capsys, "derive", "batchnorm")
+    assert code == 130 and out == "" and err == "symbn: interrupted\n"
+
+
+def test_an_unknown_option_before_the_command_is_named(capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    """``symbn --bogus`` said "the following arguments are required: COMMAND"."""
+    for argv in (["--bogus"], ["--bogus", "derive", "batchnorm"]):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and "unrecognized arguments: --bogus" in err
+
+
+def test_an_empty_output_name_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """``render --dir ""`` wrote 49 files into the current folder, and ``latex -o ''`` said
+    "Is a directory" (a review)."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "render", "--dir", "")
+    assert code == 2 and "--dir='' is not allowed; expected a folder name" in err
+    code, _, err = run(capsys, "latex", "batchnorm", "-o", "")
+    assert code == 2 and "--output='' is not allowed; expected a file name" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_keeps_the_functions_prints_out_of_the_report(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """What a backward prints goes to stderr, not between the report's lines (a review); an
+    output of the wrong dtype shows "(not compared)" as its error, not inf, and the headline
+    says how many inputs passed ("0/11 inputs" read as 0 failed)."""
+    (tmp_path / "bn.py").write_text(
+        "import numpy as np\n"
+        "def backward(dy, x, gamma, *, eps, axis):\n"
+        "    print('hello from backward')\n"
+        "    z = np.zeros(x.shape[axis], x.dtype)\n"
+        "    return dy.astype(np.float32), z, z\n")
+    code, out, err = run(capsys, "check", f"{tmp_path / 'bn.py'}:backward")
+    assert code == 1 and "hello" not in out and "hello from backward" in err
+    first, _, worst = out.splitlines()[:3]
+    assert re.search(r"FAIL \(0 of 1[12] inputs passed\)$", first)
+    assert worst.startswith("dx") and "(not compared)" in worst and "inf" not in worst
+
+
+def test_eval_mode_condition_names_the_running_variance(capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    """In eval mode there is no batch variance: the condition said var + eps > 0, 'a constant
+    batch included' (a review)."""
+    code, out, _ = run(capsys, "derive", "batchnorm", "--mode", "eval", "--format", "json")
+    (condition,) = json.loads(out)["conditions"]
+    assert code == 0 and condition["statement"] == "running_var + eps > 0"
+    assert "batch" not in condition["explanation"]
+
+
+def test_python_m_symbn_runs_the_command() -> None:
+    """``python -m symbn`` is the symbn command (there was no __main__)."""
+    result = subprocess.run([sys.executable, "-m", "symbn", "--version"], capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0 and result.stdout.startswith("symbn ")

@@ -145,3 +145,53 @@ def test_a_file_target_is_found_from_the_test_file(tmp_path: Path) -> None:
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "test_bn.py"],
         cwd=tmp_path / "tests", capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_target_the_variant_cannot_call_is_refused(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A training-mode backward as an eval-mode target: one line, exit 2, no file, as symbn
+    check refuses it (a review: testgen wrote a file whose every test failed)."""
+    (tmp_path / "userbn.py").write_text(USER_MODULE)
+    out = tmp_path / "test_bn.py"
+    code = main(["testgen", "batchnorm", "--target", f"{tmp_path / 'userbn.py'}:right",
+                 "--mode", "eval", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot be called as" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a file name of bytes that are not UTF-8")
+def test_a_path_that_is_not_utf8_makes_a_file_pytest_runs(tmp_path: Path) -> None:
+    """``bad\\xfe.py:right`` (a name of bytes that are not UTF-8; '\\udcfe' in Python): a review
+    found a traceback and an empty file with ``-o``, and without it a file that pytest could
+    not collect. The docstring shows the name escaped; the path reads it back."""
+    name = os.fsdecode(b"bad\xfe.py")
+    (tmp_path / name).write_text(USER_MODULE)
+    (tmp_path / "tests").mkdir()
+    here = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        assert main(["testgen", "batchnorm", "--target", f"{name}:right", "-o",
+                     "tests/test_bn.py", "--examples", "3"]) == 0
+        source = generate_tests(symbn.LayerSpec(), f"{name}:right")  # for standard output
+    finally:
+        os.chdir(here)
+    ast.parse(source.encode("utf-8"))
+    written = (tmp_path / "tests" / "test_bn.py").read_bytes()
+    assert b"bad\\\\udcfe.py" in written  # shown escaped in the docstring
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "test_bn.py"],
+        cwd=tmp_path / "tests", capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_whole_number_options_say_what_they_take(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--examples 1.5`` (and ``--dps abc``, ``--seed abc``) said only "invalid int value"."""
+    for argv in (["testgen", "batchnorm", "--target", "m:f", "--examples", "1.5"],
+                 ["verify", "batchnorm", "--dps", "abc"],
+                 ["check", "m:f", "--seed", "abc"]):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and "expected a whole number" in err, err
+        assert err.count("\n") == 1

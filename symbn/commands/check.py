@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 
 from symbn.cases import check_dtype, check_seed
 from symbn.checker import check_backward
-from symbn.commands.options import add_variant_flags, spec_from_args
+from symbn.commands.options import add_variant_flags, spec_from_args, whole_number
+from symbn.spec import LAYERS
 from symbn.targets import load_function
 
 NAME = "check"
@@ -18,15 +21,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p = sub.add_parser(
         NAME, help=HELP, description=HELP + ". The function must have the signature "
         "backward(dy, x, gamma, *, eps, axis) -> (dx, dgamma, dbeta) (eval mode: running_mean, "
-        "running_var after gamma; --no-affine: no gamma, returns dx). Exit 0 on pass, 1 on fail.",
+        "running_var after gamma; --no-affine: no gamma, returns dx). Exit 0 on pass, 1 on fail, 2 "
+        "(one line) for a bad option or a target that cannot be loaded or called so. What the "
+        "function prints goes to standard error, so that the report stays whole.",
         epilog="Example: symbn check path/to/layers.py:bn_backward --layer batchnorm")
     p.add_argument("target", help="path/to/file.py:function or package.module:function")
-    p.add_argument("--layer", default="batchnorm", help="the normalization layer (default: "
-                                                         "batchnorm)")
+    p.add_argument("--layer", default="batchnorm",
+                   help=f"the normalization layer: {', '.join(LAYERS)} (default: batchnorm)")
     add_variant_flags(p)
     p.add_argument("--dtype", default="float64", metavar="{float64,float32}",
                    help="dtype of the inputs symbn feeds the function (default: float64)")
-    p.add_argument("--seed", default=0, type=int,
+    p.add_argument("--seed", default=0, type=whole_number,
                    help="seed of symbn's inputs, a whole number >= 0 (default: 0)")
 
 
@@ -36,8 +41,9 @@ def run(args: argparse.Namespace) -> int:
     check_seed(args.seed, "--seed")
     spec = spec_from_args(args)
     fn = load_function(args.target)
-    report = check_backward(fn, spec.layer, eps_placement=spec.eps_placement,
-                            variance=spec.variance, affine=spec.affine, mode=spec.mode,
-                            dtype=args.dtype, seed=args.seed)
+    with contextlib.redirect_stdout(sys.stderr):  # the function's prints: not in the report
+        report = check_backward(fn, spec.layer, eps_placement=spec.eps_placement,
+                                variance=spec.variance, affine=spec.affine, mode=spec.mode,
+                                dtype=args.dtype, seed=args.seed)
     print(report.format())
     return 0 if report.passed else 1

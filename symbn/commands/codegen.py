@@ -27,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                "symbn codegen batchnorm --eps-placement std --backend numexpr -o bn_std.py")
     add_layer_arguments(p)
     p.add_argument("-o", "--output", default="-", metavar="FILE",
-                   help="where to write the module ('-', the default, for standard output)")
+                   help="where to write the module, a file name ending in .py ('-', the "
+                        "default, for standard output)")
     add_backend_argument(p)
 
 

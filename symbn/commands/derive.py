@@ -9,6 +9,7 @@ from symbn.api import derive, prove
 from symbn.commands.options import add_layer_arguments, spec_from_args
 from symbn.errors import OptionError
 from symbn.formats import FORMATS
+from symbn.spec import MAX_EXPLICIT_M
 
 NAME = "derive"
 HELP = "derive the gradients of a layer: chain-rule steps, closed forms, proof"
@@ -29,8 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                "symbn derive batchnorm --m 3 --format json")
     add_layer_arguments(p)
     p.add_argument("--m", default=None, metavar="M",
-                   help="a concrete batch size (explicit elements x_0..x_{M-1}); "
-                        "default: symbolic m, valid for every batch size")
+                   help=f"a concrete batch size, 1 to {MAX_EXPLICIT_M} (explicit elements "
+                        "x_0..x_{M-1}); default: symbolic m, valid for every batch size")
     p.add_argument("--format", default="text", metavar="{text,latex,json}",
                    help="'text' (default) for people, 'latex' for an align* block, "
                         "'json' for programs (expressions SymPy parses back)")

@@ -59,13 +59,31 @@ def spec_from_args(args: argparse.Namespace, layer: str | None = None) -> LayerS
     )
 
 
+def whole_number(text: str) -> int:
+    """An integer option's value: ASCII digits with an optional sign, else a one-line error.
+
+    >>> whole_number("12")
+    12
+    >>> whole_number("1.5")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: '1.5' is not allowed; expected a whole number, such as 3
+    """
+    digits = text.strip()
+    if not digits.isascii() or not digits.lstrip("+-").isdigit() or digits.count("-") > 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not allowed; expected a whole number, such as 3")
+    return int(digits)
+
+
 @contextmanager
 def writing(option: str, value: str) -> Iterator[None]:
     """Turn an ``OSError`` in the block into the usual one-line :class:`OptionError`.
 
     ``option`` and ``value`` are the option that named the output (``--output``, ``--dir``) and
     what the user gave; the message adds the file concerned when it is another one (a file
-    inside a ``--dir`` folder) and the system's reason.
+    inside a ``--dir`` folder) and the system's reason. An empty name is refused before the
+    block runs (``-o ''`` said "Is a directory").
 
     >>> try:
     ...     with writing("--output", "/no/x.tex"):
@@ -74,8 +92,13 @@ def writing(option: str, value: str) -> Iterator[None]:
     ...     print(error)
     --output='/no/x.tex' is not allowed; cannot write it: No such file or directory
     """
+    if not value.strip():
+        raise OptionError.bad_value(option, value, "expected a file name")
     try:
         yield
+    except UnicodeEncodeError:  # a name of bytes that are not UTF-8, in text to write
+        raise OptionError.bad_value(
+            option, value, "cannot write it: its text is not UTF-8") from None
     except OSError as error:
         same = error.filename is None or Path(error.filename) == Path(value)
         where = "it" if same else str(error.filename)
@@ -86,8 +109,9 @@ def writing(option: str, value: str) -> Iterator[None]:
 def write_output(option: str, value: str, text: str) -> None:
     """Write ``text`` to the file ``value`` (UTF-8) that ``option`` named; see :func:`writing`."""
     with writing(option, value):
-        Path(value).write_text(text, encoding="utf-8")
+        data = text.encode("utf-8")  # before the file is made: no empty file on an error
+        Path(value).write_bytes(data)
 
 
 __all__ = ["EPS_PLACEMENTS", "MODES", "VARIANCES", "add_backend_argument", "add_layer_arguments",
-           "add_variant_flags", "spec_from_args", "write_output", "writing"]
+           "add_variant_flags", "spec_from_args", "whole_number", "write_output", "writing"]

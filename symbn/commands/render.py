@@ -178,6 +178,8 @@ def _refuse_foreign_index(directory: Path, given: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit status."""
+    if not args.dir.strip():  # Path("") is the current folder: it wrote 49 files there
+        raise OptionError.bad_value("--dir", args.dir, "expected a folder name")
     directory = Path(args.dir)
     if directory.exists() and not directory.is_dir():
         raise OptionError.bad_value("--dir", args.dir, "it is a file, not a folder; give a "

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from symbn.commands.options import add_layer_arguments, spec_from_args, write_output
+from symbn.checker import check_signature
+from symbn.commands.options import add_layer_arguments, spec_from_args, whole_number, write_output
 from symbn.targets import load_function
 from symbn.testgen import generate_tests
 
@@ -26,14 +27,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    help="where to write the test file (default: standard output)")
     p.add_argument("--dtype", default="float64", metavar="{float64,float32}",
                    help="dtype of the generated inputs (default: float64)")
-    p.add_argument("--examples", default=200, type=int,
-                   help="hypothesis examples per property test (default: 200)")
+    p.add_argument("--examples", default=200, type=whole_number,
+                   help="hypothesis examples per property test, a whole number >= 1 "
+                        "(default: 200)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit status."""
     spec = spec_from_args(args)
-    load_function(args.target)  # refused here, as symbn check refuses it: not at collection
+    # refused here, as symbn check refuses it, not in every test of the file
+    check_signature(load_function(args.target), spec)
     source = generate_tests(spec, args.target, dtype=args.dtype, examples=args.examples,
                             test_file=args.output)
     if args.output is None:

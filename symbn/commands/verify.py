@@ -16,7 +16,12 @@ import numpy as np
 
 from symbn import fd, fd_projections
 from symbn.checker import check_backward
-from symbn.commands.options import add_backend_argument, add_layer_arguments, spec_from_args
+from symbn.commands.options import (
+    add_backend_argument,
+    add_layer_arguments,
+    spec_from_args,
+    whole_number,
+)
 from symbn.reference import Reference
 from symbn.spec import LayerSpec
 
@@ -41,9 +46,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         epilog="Example: symbn verify batchnorm --eps-placement std --dps 50")
     add_layer_arguments(p)
     add_backend_argument(p)
-    p.add_argument("--dps", default=50, type=int,
-                   help="decimal digits of the mpmath arithmetic (default: 50); the closed "
-                        "form must agree with finite differences to 60%% of them")
+    p.add_argument("--dps", default=50, type=whole_number,
+                   help=f"decimal digits of the mpmath arithmetic, {fd.MIN_DPS} to "
+                        f"{fd.MAX_DPS} (default: 50); the closed form must agree with finite "
+                        "differences to 60%% of them")
 
 
 def required_digits(dps: int) -> int:
