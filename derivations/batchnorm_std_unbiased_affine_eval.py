@@ -749,7 +749,10 @@ def _narrow(v, name, result, dtype, first=0, scales=False, split=False):
     (a coefficient that multiplies the data), a value so far below the dtype's normal range
     that the cast loses more than 2^-20 of it (below about 1.5e-39 in float32) is refused too:
     the result lost as much (γ = 1e-20 at a spread of 1e30 in float32 gave a = 0, and dx off
-    by its own size, silently, before a review found it).
+    by its own size, silently, before a review found it). In float64 the same holds of the
+    float64 value itself, below about 5.2e-318 (γ = 1e-300 at a spread of 1e20 left dx off by
+    2e-4 of its scale, silently, before a review found it); a product that fell to 0 is not
+    seen (the known limit of b below float64's normal range, in README).
 
     With ``split`` (the coefficient of xs), v stays float64 and is returned as it is, for
     :func:`_split`, where its two factors hold it in the dtype: that is, below 2^254 in
@@ -769,11 +772,14 @@ def _narrow(v, name, result, dtype, first=0, scales=False, split=False):
                 f"apply (as two factors within its range): expected |{name}| below 2^{top} "
                 f"({2.0 ** top:.1e}); use a smaller gamma, a larger eps, or float64 inputs")
         return v
-    if v.dtype == dtype:
+    if v.dtype == dtype and not scales:
         return v
+    few = float(np.finfo(dtype).smallest_subnormal) * 2**20  # below: fewer than 20 bits
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # inf - inf: not lost
-        narrow = v.astype(dtype)
-        lost = np.abs(narrow - v) > np.abs(v) * 2.0 ** -20 if scales else None
+        narrow = v.astype(dtype, copy=False)
+        # float64: v is already rounded, so its own size says what it lost
+        lost = ((np.abs(narrow - v) > np.abs(v) * 2.0 ** -20)
+                | ((narrow != 0) & (np.abs(narrow) < few))) if scales else None
     if not np.isfinite(narrow).all():
         beyond = np.flatnonzero(np.isinf(narrow) & np.isfinite(v))
         if beyond.size:
@@ -785,12 +791,12 @@ def _narrow(v, name, result, dtype, first=0, scales=False, split=False):
                 "larger eps, or float64 inputs")
     if scales and lost.any():  # only below the normal range
         j = int(np.flatnonzero(lost)[0])
+        wider = " or float64 inputs" if np.dtype(dtype) != np.float64 else ""
         raise ValueError(
             f"in channel {first + j} the coefficient {name} of {result} is "
             f"{float(v.reshape(-1)[j]):.3e}, so far below the normal range of {np.dtype(dtype)} "
-            f"that it keeps too few digits: expected |{name}| above "
-            f"{float(np.finfo(dtype).smallest_subnormal) * 2**20:.1e}, or 0; use a larger gamma "
-            "or float64 inputs")
+            f"that it keeps too few digits: expected |{name}| above {few:.1e}, or 0; use a "
+            f"larger gamma{wider}")
     return narrow
 
 

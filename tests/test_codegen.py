@@ -312,6 +312,28 @@ def test_float32_coefficients_below_float32s_normal_range(generated, backend):
         evaluation["backward"](dy, x, np.float32([1e-25, 1.0]), *stats)
 
 
+def test_float64_coefficient_of_dy_below_float64s_normal_range_is_refused(generated, backend):
+    """float64, a = γ·r so far below float64's normal range that it keeps fewer than 20 bits
+    (γ = 1e-300 at a spread of 1e20: a ~ 1e-320; eval, γ = 1e-300 with a running variance of
+    1e40): a ValueError naming the channel, as in float32. dx was off by 2e-4 and 1.2e-5 of
+    its scale, silently (found by a review). Just above the limit (γ = 1e-300 at a spread of
+    1e10, a ~ 1e-310) dx is computed, within 1e-5 of its scale."""
+    ns = compiled(generated(symbn.LayerSpec(), backend))
+    rng = np.random.default_rng(12)
+    x, dy = rng.standard_normal((6, 2)), rng.standard_normal((6, 2))
+    gamma = np.array([1e-300, 1.0])
+    with pytest.raises(ValueError, match=r"channel 0 the coefficient a of dx is 1\.\d+e-320, "
+                                         r"so far below the normal range of float64 .*gamma$"):
+        ns["backward"](1e280 * dy, 1e20 * x, gamma)
+    dx, _, _ = ns["backward"](1e290 * dy, 1e10 * x, gamma)
+    ref = reference(symbn.LayerSpec(), 1e290 * dy, 1e10 * x, gamma)
+    assert relative_errors(symbn.LayerSpec(), (dx,), ref)["x"] <= 1e-5
+    evaluation = compiled(generated(symbn.LayerSpec(mode="eval"), backend))
+    stats = np.zeros(2), np.array([1e40, 1.0])
+    with pytest.raises(ValueError, match=r"channel 0 the coefficient a of dx .* below the normal"):
+        evaluation["backward"](1e290 * dy, x, gamma, *stats)
+
+
 @pytest.mark.parametrize("spec", [s for s in VARIANTS if s.mode == "train"],
                          ids=lambda s: s.describe())
 def test_float64_products_with_a_cube_stay_in_range(spec, generated, backend):
