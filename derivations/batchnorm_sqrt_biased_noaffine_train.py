@@ -7,6 +7,8 @@ Backend: numpy
 Closed form implemented (m elements per channel, sums over them, g = dy = dL/dy):
     dL/dx = r*(m*g(i) - xhat(i)*Sum(g(j)*xhat(j), (j, 1, m)) - Sum(g(j), (j, 1, m)))/m
 where
+    mu = Sum(x(j), (j, 1, m))/m
+    var = Sum((-mu + x(j))**2, (j, 1, m))/m
     xhat(i) = (-mu + x(i))/sqrt(eps + var)
     r = 1/sqrt(eps + var)
 

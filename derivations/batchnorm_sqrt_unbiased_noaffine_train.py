@@ -8,6 +8,8 @@ Closed form implemented (m elements per channel, sums over them, g = dy = dL/dy)
     dL/dx = r*(m*g(i) - m*xhat(i)*Sum(g(j)*xhat(j), (j, 1, m))/(m - 1) - Sum(g(j), (j, 1,
         m)))/m
 where
+    mu = Sum(x(j), (j, 1, m))/m
+    var = Sum((-mu + x(j))**2, (j, 1, m))/(m - 1)
     xhat(i) = (-mu + x(i))/sqrt(eps + var)
     r = 1/sqrt(eps + var)
 

@@ -8,6 +8,8 @@ Closed form implemented (m elements per channel, sums over them, g = dy = dL/dy)
     dL/dx = r*(m*g(i) - Sum(g(j), (j, 1, m)) - (eps + sigma)*xhat(i)*Sum(g(j)*xhat(j), (j, 1,
         m))/sigma)/m
 where
+    mu = Sum(x(j), (j, 1, m))/m
+    var = Sum((-mu + x(j))**2, (j, 1, m))/m
     xhat(i) = (-mu + x(i))/(eps + sqrt(var))
     sigma = sqrt(var)
     r = 1/(eps + sigma)

@@ -8,6 +8,8 @@ Closed form implemented (m elements per channel, sums over them, g = dy = dL/dy)
     dL/dx = r*(m*g(i) - m*(eps + sigma)*xhat(i)*Sum(g(j)*xhat(j), (j, 1, m))/(sigma*(m - 1)) -
         Sum(g(j), (j, 1, m)))/m
 where
+    mu = Sum(x(j), (j, 1, m))/m
+    var = Sum((-mu + x(j))**2, (j, 1, m))/(m - 1)
     xhat(i) = (-mu + x(i))/(eps + sqrt(var))
     sigma = sqrt(var)
     r = 1/(eps + sigma)

@@ -11,6 +11,7 @@ import textwrap
 
 import symbn
 from symbn.codegen_plan import Plan
+from symbn.formats import node_text
 from symbn.spec import LayerSpec
 
 WIDTH = 99  # characters at most in a line of a generated module
@@ -34,6 +35,8 @@ def module_docstring(plan: Plan, backend: str) -> list[str]:
     for w in d.wrt:
         out += _para(f"dL/d{w} = {d.closed_symbolic[w]}")
     out.append("where")
+    out += [line for n in d.graph.nodes if n.reduction and n.name != "L"  # mu, var
+            for line in _para(f"{n.name} = {node_text(d, n)}")]
     out += _para(f"xhat(i) = {d.form.value}")
     out += [line for k, v in d.definitions.items() for line in _para(f"{k} = {v}")]
     for cond in d.conditions:

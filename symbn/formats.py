@@ -41,15 +41,17 @@ def _pretty(expr: sp.Expr) -> str:
 
 
 def _header(d: Derivation) -> list[str]:
-    size = "symbolic m (valid for every batch size)" if d.m is None else f"m = {d.m}"
+    every = ("every batch size m >= 2" if d.spec.variance == "unbiased"
+             and d.spec.uses_batch_statistics else "every batch size")
+    size = f"symbolic m (valid for {every})" if d.m is None else f"m = {d.m}"
     lines = [f"Layer: {d.spec.describe()}", f"Batch size: {size}", "",
              "Forward graph (sums run over the batch, j = 1..m):"]
     for node in d.graph.nodes:
-        lines.append(f"  {node.name:5s} = {_node_value(d, node)}    ({node.note})")
+        lines.append(f"  {node.name:5s} = {node_text(d, node)}    ({node.note})")
     return lines
 
 
-def _node_value(d: Derivation, node: Node) -> str:
+def node_text(d: Derivation, node: Node) -> str:
     """A node's definition with elements written x(i) and sums Sum(..., (j, 1, m))."""
     names = [n for n in node.inputs if d.graph.is_elementwise(n)]
     index = S.j if node.reduction else S.i

@@ -523,6 +523,10 @@ def test_docstring_states_layer_variant_closed_form_and_version(spec, generated)
     flat = " ".join(doc.split())
     assert f"symbn {symbn.__version__}" in doc and spec.describe() in doc
     assert all(f"dL/d{w} = {d.closed_symbolic[w]}" in flat for w in d.wrt)
+    # the statistics the closed form names are defined too (a review: mu and var were not)
+    divisor = "/m" if spec.variance == "biased" else "/(m - 1)"
+    assert (f"var = Sum((-mu + x(j))**2, (j, 1, m)){divisor}" in flat) == spec.uses_batch_statistics
+    assert ("mu = Sum(x(j), (j, 1, m))/m" in flat) == spec.uses_batch_statistics
     assert "import symbn" not in source and " for " not in source.split('"""')[2]
     assert "_sums(" in source and re.search(r"(?<![\w.])sum\(", source) is None
 
