@@ -16,6 +16,7 @@ import sympy as sp
 from symbn import symbols as S
 from symbn.api import Derivation, ProofReport, checked_derivation
 from symbn.batch import Elem, as_tuple
+from symbn.closed import instantiate
 from symbn.graph import Node
 from symbn.latexprint import definition_latex, latex, name_latex, variant_names
 
@@ -96,7 +97,11 @@ def to_text(d: Derivation, proof: ProofReport | None = None) -> str:
     for c in d.conditions:
         lines.append(f"  {c.statement}: {c.explanation}")
         for name, value in c.limit.items():
-            lines.append(f"    where it fails, dL/d{name}(i) = {value}")
+            if d.m is None:
+                lines.append(f"    where it fails, dL/d{name}(i) = {value}")
+            else:  # in the elements x_0.. of the closed forms above (a review)
+                lines += [f"    where it fails, dL/d{name}_{k} = {instantiate(value, d.m, k)}"
+                          for k in range(d.m)]
     if proof is not None:
         lines += ["", "Proof:"]
         for p in proof.proofs:

@@ -350,3 +350,14 @@ def test_python_m_symbn_runs_the_command() -> None:
     result = subprocess.run([sys.executable, "-m", "symbn", "--version"], capture_output=True,
                             text=True, timeout=60, check=False)
     assert result.returncode == 0 and result.stdout.startswith("symbn ")
+
+
+def test_concrete_m_text_gives_the_limit_in_its_elements(capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    """At --m 2 the sigma = 0 limit is written in x_0, g_0 like the closed forms around it, not
+    in the symbolic-m notation g(i), Sum(...) (a review)."""
+    code, out, _ = run(capsys, "derive", "batchnorm", "--eps-placement", "std", "--m", "2")
+    assert code == 0
+    assert "where it fails, dL/dx_0 = gamma*(g_0 - g_1)/(2*eps)" in out
+    assert "where it fails, dL/dx_1 = gamma*(-g_0 + g_1)/(2*eps)" in out
+    assert "Sum(" not in out.split("Conditions:")[1].split("Proof:")[0]
