@@ -777,9 +777,9 @@ def _narrow(v, name, result, dtype, first=0, scales=False, split=False):
     few = float(np.finfo(dtype).smallest_subnormal) * 2**20  # below: fewer than 20 bits
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # inf - inf: not lost
         narrow = v.astype(dtype, copy=False)
-        # float64: v is already rounded, so its own size says what it lost
-        lost = ((np.abs(narrow - v) > np.abs(v) * 2.0 ** -20)
-                | ((narrow != 0) & (np.abs(narrow) < few))) if scales else None
+        # a cast measures its own loss; a float64 v is already rounded, and its size says
+        lost = (np.abs(narrow - v) > np.abs(v) * 2.0 ** -20 if v.dtype != dtype
+                else (narrow != 0) & (np.abs(narrow) < few)) if scales else None
     if not np.isfinite(narrow).all():
         beyond = np.flatnonzero(np.isinf(narrow) & np.isfinite(v))
         if beyond.size:

@@ -202,8 +202,8 @@ def _conditions(spec: LayerSpec, graph: Graph, closed: dict[str, sp.Expr]
     if spec.eps_placement == "sqrt":
         return (Condition(
             "var + eps > 0",
-            "Always true (eps > 0): the closed forms hold for every input, a constant "
-            "batch included.",
+            "Always true (eps > 0): the closed forms hold for every input"
+            f"{' of at least 2 elements' if batch else ''}, a constant batch included.",
         ), *batch)
     if not spec.uses_batch_statistics:
         return (Condition("sigma + eps > 0", "Always true (eps > 0, sigma = sqrt(running_var))."),)

@@ -107,10 +107,16 @@ def options_section(d: Derivation) -> list[Block]:
         text="\n".join(r"\texttt{" + name.replace("_", r"\_") + f"={value}}}: {meaning}."
                        for name, value, meaning in rows),
         markdown="\n".join(f"`{name}={value}`: {meaning}." for name, value, meaning in rows)))
-    every = (r"every $m \geq 2$ (the variance divides by $m - 1$)"
-             if spec.variance == "unbiased" and spec.uses_batch_statistics else r"every $m$")
-    blocks.append(para(rf"The batch size $m$ stays a symbol: every result holds for {every}."))
+    why = " (the variance divides by $m - 1$)" if _every_m(d) != "$m$" else ""
+    blocks.append(para(rf"The batch size $m$ stays a symbol: every result holds for every "
+                       rf"{_every_m(d)}{why}."))
     return blocks
+
+
+def _every_m(d: Derivation) -> str:
+    """The batch sizes the results hold for: every m, or m ≥ 2 with unbiased batch variance."""
+    unbiased = d.spec.variance == "unbiased" and d.spec.uses_batch_statistics
+    return r"$m \geq 2$" if unbiased else "$m$"
 
 
 def forward_section(d: Derivation, names: Mapping[str, str]) -> list[Block]:
@@ -257,6 +263,8 @@ def prose_latex(text: str) -> str:
 
     >>> prose_latex("σ = √σ² when eps > 0")
     '$\\sigma = \\sqrt{\\sigma^2}$ when $\\epsilon > 0$'
+    >>> prose_latex("x̂ ≡ 0.5 or x̂ ≡ −1 when eps > 0.25.")
+    '$\\hat{x} \\equiv 0.5$ or $\\hat{x} \\equiv - 1$ when $\\epsilon > 0.25$.'
     >>> prose_latex("x̂ = (x − μ)/(σ + ε), x̂ ≡ 0 and O(|x − μ|²)")
     '$\\hat{x} = (x - \\mu)/(\\sigma + \\epsilon)$, $\\hat{x} \\equiv 0$ and $O(|x - \\mu|^2)$'
     """
@@ -269,8 +277,9 @@ def prose_latex(text: str) -> str:
         if merged == out:
             break
         out = merged
-    out = re.sub(r"\$([^$]*)\$ ([<>=]) ([0-9]+)", r"$\1 \2 \3$", out)
-    out = re.sub(r"\$([^$]*(?:\\equiv|[<>=]))\$ ([0-9]+)", r"$\1 \2$", out)  # x̂ ≡ 0
+    number = r"([0-9]+(?:\.[0-9]+)?)"  # 0, 0.5: not a sentence's full stop
+    out = re.sub(r"\$([^$]*)\$ ([<>=]) " + number, r"$\1 \2 \3$", out)
+    out = re.sub(r"\$([^$]*(?:\\equiv|[<>=])(?: -)?)\$ ?" + number, r"$\1 \2$", out)  # ≡ −1
     out = re.sub(r"\bO\(\$([^$]*)\$\)", r"$O(\1)$", out)  # O(|x − μ|²)
     out = re.sub(r"\$([^$]*)\$(\)*)", _closing, out)  # (σ + ε) ends in math, not after it
     return out.encode("ascii", "replace").decode("ascii")
@@ -325,7 +334,7 @@ def proof_section(d: Derivation, report: ProofReport) -> list[Block]:
         lhs = adjoint_latex(wrt, d.graph.is_elementwise(wrt), names) if wrt in d.wrt else wrt
         concrete = re.search(r"at m=(\d+)", p.claim)
         scope = (f"for a batch of $m = {concrete.group(1)}$, element by element"
-                 if concrete else "for every batch size $m$")
+                 if concrete else f"for every batch size {_every_m(d)}")
         verdict = "proved" if p.holds else f"NOT proved (residual: {prose_latex(p.residual)})"
         lines.append(f"${lhs}$: closed form = raw chain-rule derivative {scope}: {verdict}.")
     summary = ("Every claim was proved." if report.holds else

@@ -68,3 +68,15 @@ def check_positive(name: str, value: object, example: str = "") -> float:
             or not 0 < float(value) < math.inf):
         raise OptionError.bad_value(name, value, "use a finite real number > 0" + example)
     return float(value)
+
+
+def printable(text: str) -> str:
+    r"""``text`` with what is not UTF-8 (a path's undecodable bytes, ``'\udcfe'``) escaped.
+
+    Such a name made ``print`` raise where standard output is strict UTF-8 (it is, in a UTF-8
+    locale), after the file was written.
+
+    >>> printable("out\udcfe")
+    'out\\udcfe'
+    """
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from symbn import __version__
 from symbn.cases import DTYPES, default_cases, signature
-from symbn.errors import OptionError
+from symbn.errors import OptionError, printable
 from symbn.spec import LayerSpec
 
 __all__ = ["generate_tests", "signature"]
@@ -114,8 +114,7 @@ def _shown(text: str) -> str:
     >>> print(_shown('bad\udcfe.py a\\b "q"'))
     bad\\udcfe.py a\\b \"q\"
     """
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+    return printable(text).replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _flags(spec: LayerSpec) -> str:

@@ -99,6 +99,7 @@ def test_latex_format(capsys: pytest.CaptureFixture[str]) -> None:
     (["derive", "batchnorm", "--m", "2.5"], "m='2.5'"),
     (["derive", "batchnorm", "--m", "3_0"], "m='3_0'"),  # int() reads 30 (a review)
     (["derive", "batchnorm", "--m", "\uff13"], "m='\uff13'"),  # a full-width 3
+    (["derive", "batchnorm", "--m=+-3"], "m='+-3'"),  # a traceback, in a first version
     (["derive", "batchnorm", "--m", "1", "--variance", "unbiased"], "m=1"),
     (["derive", "layernorm"], "layer='layernorm'"),
     (["derive", "batchnorm", "--eps-placement", "outside"], "eps_placement='outside'"),
@@ -319,17 +320,22 @@ def test_an_empty_output_name_is_refused(tmp_path: Path, capsys: pytest.CaptureF
 
 def test_check_keeps_the_functions_prints_out_of_the_report(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """What a backward prints goes to stderr, not between the report's lines (a review); an
-    output of the wrong dtype shows "(not compared)" as its error, not inf, and the headline
-    says how many inputs passed ("0/11 inputs" read as 0 failed)."""
+    """What a backward prints, called or imported, goes to stderr, not between the report's
+    lines (a review), and closing sys.stdout there closes nothing of symbn's; an output of the
+    wrong dtype shows "(not compared)" as its error, not inf, and the headline says how many
+    inputs passed ("0/11 inputs" read as 0 failed)."""
     (tmp_path / "bn.py").write_text(
+        "import sys\n"
         "import numpy as np\n"
+        "print('hello from the import')\n"
         "def backward(dy, x, gamma, *, eps, axis):\n"
         "    print('hello from backward')\n"
+        "    sys.stdout.close()\n"
         "    z = np.zeros(x.shape[axis], x.dtype)\n"
         "    return dy.astype(np.float32), z, z\n")
     code, out, err = run(capsys, "check", f"{tmp_path / 'bn.py'}:backward")
     assert code == 1 and "hello" not in out and "hello from backward" in err
+    assert "hello from the import" in err and not sys.stderr.closed
     first, _, worst = out.splitlines()[:3]
     assert re.search(r"FAIL \(0 of 1[12] inputs passed\)$", first)
     assert worst.startswith("dx") and "(not compared)" in worst and "inf" not in worst

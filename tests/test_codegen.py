@@ -312,6 +312,17 @@ def test_float32_coefficients_below_float32s_normal_range(generated, backend):
         evaluation["backward"](dy, x, np.float32([1e-25, 1.0]), *stats)
 
 
+def test_float32_coefficient_of_dy_held_exactly_below_the_normal_range(generated, backend):
+    """float32, a = γ·r a subnormal number the cast keeps exactly (γ = 2^-140, r = 1 in eval
+    mode): dx = a·dy, exact. The float64 rule (below 2^-1054, refused) was applied to float32
+    in a first version and refused it (a review)."""
+    ns = compiled(generated(symbn.LayerSpec(mode="eval"), backend))
+    dy, x = np.float32([[1.0], [2.0]]), np.float32([[3.0], [4.0]])
+    gamma = np.float32([2.0**-140])
+    dx, _, _ = ns["backward"](dy, x, gamma, np.float32([0.0]), np.float32([0.75]), eps=0.25)
+    np.testing.assert_array_equal(dx, np.float32([[2.0**-140], [2.0**-139]]))
+
+
 def test_float64_coefficient_of_dy_below_float64s_normal_range_is_refused(generated, backend):
     """float64, a = γ·r so far below float64's normal range that it keeps fewer than 20 bits
     (γ = 1e-300 at a spread of 1e20: a ~ 1e-320; eval, γ = 1e-300 with a running variance of

@@ -223,6 +223,9 @@ def test_unbiased_training_documents_hold_for_m_of_two_and_more(placement):
         assert "every result holds for every $m \\geq 2$" in text
         assert "hold where $m \\geq 2$" in text
         assert "m = 1" not in text.replace("$", "")
+        # the proof's claims and the sqrt placement's condition say so too (a second review)
+        assert "every batch size $m$" not in text and "every batch size $m \\geq 2$" in text
+        assert placement == "std" or "every input of at least 2 elements" in text
     biased = to_tex(symbn.derive(symbn.LayerSpec(eps_placement=placement)))
     assert "m \\geq 2" not in biased and "every result holds for every $m$." in biased
     evaluation = to_tex(symbn.derive(symbn.LayerSpec(variance="unbiased", mode="eval")))

@@ -189,9 +189,27 @@ def test_whole_number_options_say_what_they_take(capsys: pytest.CaptureFixture[s
     """``--examples 1.5`` (and ``--dps abc``, ``--seed abc``) said only "invalid int value"."""
     for argv in (["testgen", "batchnorm", "--target", "m:f", "--examples", "1.5"],
                  ["verify", "batchnorm", "--dps", "abc"],
+                 ["verify", "batchnorm", "--dps=+-5"],  # "invalid whole_number value"
                  ["check", "m:f", "--seed", "abc"]):
         with pytest.raises(SystemExit) as stop:
             main(argv)
         err = capsys.readouterr().err
         assert stop.value.code == 2 and "expected a whole number" in err, err
         assert err.count("\n") == 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a file name of bytes that are not UTF-8")
+def test_a_name_that_is_not_utf8_prints_escaped(tmp_path: Path) -> None:
+    """Where standard output is strict UTF-8 (a UTF-8 locale), ``-o`` of bytes that are not
+    UTF-8 made "wrote ..." raise after the file was written (a review): testgen exited 1 with
+    a traceback, and render's --dir said the text was not UTF-8. The name prints escaped."""
+    (tmp_path / "bn.py").write_text(USER_MODULE)
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    out = os.fsdecode(b"test_\xfe.py")
+    for argv in (["testgen", "batchnorm", "--target", "bn.py:right", "-o", out],
+                 ["codegen", "batchnorm", "-o", os.fsdecode(b"bn_\xfe.py")]):
+        result = subprocess.run([sys.executable, "-m", "symbn", *argv], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("wrote ") and "\\udcfe" in result.stdout
+    assert (tmp_path / out).exists()

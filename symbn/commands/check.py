@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from typing import Any
 
 from symbn.cases import check_dtype, check_seed
 from symbn.checker import check_backward
@@ -40,10 +41,27 @@ def run(args: argparse.Namespace) -> int:
     check_dtype(args.dtype, "--dtype")
     check_seed(args.seed, "--seed")
     spec = spec_from_args(args)
-    fn = load_function(args.target)
-    with contextlib.redirect_stdout(sys.stderr):  # the function's prints: not in the report
+    # what the target prints, as it is imported or called, goes to stderr: not in the report
+    with contextlib.redirect_stdout(_Unclosable(sys.stderr)):
+        fn = load_function(args.target)
         report = check_backward(fn, spec.layer, eps_placement=spec.eps_placement,
                                 variance=spec.variance, affine=spec.affine, mode=spec.mode,
                                 dtype=args.dtype, seed=args.seed)
     print(report.format())
     return 0 if report.passed else 1
+
+
+class _Unclosable:
+    """A stream that writes to ``stream`` and ignores close(): the target's sys.stdout.
+
+    A backward that closed sys.stdout would otherwise close the real stderr (a review).
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def close(self) -> None:
+        """Not closed: the stream is symbn's."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)

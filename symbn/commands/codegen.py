@@ -13,7 +13,7 @@ from symbn.commands.options import (
     spec_from_args,
     write_output,
 )
-from symbn.errors import OptionError
+from symbn.errors import OptionError, printable
 
 NAME = "codegen"
 HELP = "write a standalone NumPy module with the layer's forward and backward pass"
@@ -44,5 +44,5 @@ def run(args: argparse.Namespace) -> int:
         raise OptionError.bad_value("--output", args.output,
                                     "expected a file name ending in .py, such as bn_grad.py")
     write_output("--output", args.output, source)
-    print(f"wrote {path}: {spec.describe()}, backend={args.backend}")
+    print(f"wrote {printable(str(path))}: {spec.describe()}, backend={args.backend}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from symbn.api import derive, prove
@@ -17,7 +18,7 @@ HELP = "derive the gradients of a layer: chain-rule steps, closed forms, proof"
 
 def _batch_size(text: str) -> int:
     """``--m``: ASCII digits only (int() also reads '3_0' as 30 and full-width digits)."""
-    if not text.strip().isascii() or not text.strip().lstrip("+-").isdigit():
+    if re.fullmatch(r"[+-]?[0-9]+", text.strip(), re.ASCII) is None:  # not '+-3' either
         raise OptionError.bad_value("m", text, "the batch size must be a whole number >= 1")
     return int(text)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,7 +71,7 @@ def whole_number(text: str) -> int:
     argparse.ArgumentTypeError: '1.5' is not allowed; expected a whole number, such as 3
     """
     digits = text.strip()
-    if not digits.isascii() or not digits.lstrip("+-").isdigit() or digits.count("-") > 1:
+    if re.fullmatch(r"[+-]?[0-9]+", digits, re.ASCII) is None:  # not '3_0', '+-3' or '３'
         raise argparse.ArgumentTypeError(
             f"{text!r} is not allowed; expected a whole number, such as 3")
     return int(digits)

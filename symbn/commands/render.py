@@ -11,7 +11,7 @@ from pathlib import Path
 from symbn.api import derive, prove
 from symbn.commands.options import writing
 from symbn.document import to_markdown, to_tex
-from symbn.errors import OptionError
+from symbn.errors import OptionError, printable
 from symbn.spec import LayerSpec, all_variants
 
 NAME = "render"
@@ -144,10 +144,11 @@ def _check(directory: Path, files: dict[str, str], problems: dict[str, list[str]
     for line in bad:
         print(line, file=sys.stderr)
     if bad:
-        print(f"{directory} is not current: run 'symbn render --dir {directory}'",
+        print(f"{printable(str(directory))} is not current: run 'symbn render --dir "
+              f"{printable(str(directory))}'",
               file=sys.stderr)
         return 1
-    print(f"{directory}: {len(files)} files, all current")
+    print(f"{printable(str(directory))}: {len(files)} files, all current")
     return 0
 
 
@@ -159,7 +160,7 @@ def _write(directory: Path, files: dict[str, str], problems: dict[str, list[str]
     changed = problems["stale"] + problems["missing"]
     for n in changed:
         (directory / n).write_text(files[n], encoding="utf-8")
-    print(f"{directory}: {len(files)} files, {len(changed)} written, "
+    print(f"{printable(str(directory))}: {len(files)} files, {len(changed)} written, "
           f"{len(problems['extra'])} removed")
 
 

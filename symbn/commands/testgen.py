@@ -7,6 +7,7 @@ import sys
 
 from symbn.checker import check_signature
 from symbn.commands.options import add_layer_arguments, spec_from_args, whole_number, write_output
+from symbn.errors import printable
 from symbn.targets import load_function
 from symbn.testgen import generate_tests
 
@@ -43,5 +44,6 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(source)
     else:
         write_output("--output", args.output, source)
-        print(f"wrote {args.output}: tests for {args.target} ({spec.describe()})")
+        print(f"wrote {printable(args.output)}: tests for {printable(args.target)} "
+              f"({spec.describe()})")
     return 0
