@@ -770,14 +770,15 @@ def _narrow(v, name, result, dtype, first=0, scales=False, split=False):
                 f"apply (as two factors within its range): expected |{name}| below 2^{top} "
                 f"({2.0 ** top:.1e}); use a smaller gamma, a larger eps, or float64 inputs")
         return v
-    if v.dtype == dtype and not scales:
-        return v
     few = float(np.finfo(dtype).smallest_subnormal) * 2**20  # below: fewer than 20 bits
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # inf - inf: not lost
-        narrow = v.astype(dtype, copy=False)
-        # a cast measures its own loss; a float64 v is already rounded, and its size says
-        lost = (np.abs(narrow - v) > np.abs(v) * 2.0 ** -20 if v.dtype != dtype
-                else (narrow != 0) & (np.abs(narrow) < few)) if scales else None
+    if v.dtype == dtype:  # float64: v is already rounded, and its own size says what it lost
+        if not scales or not (np.abs(v) < few).any():  # three NumPy calls where none is
+            return v
+        narrow, lost = v, (np.abs(v) < few) & (v != 0)
+    else:  # a cast measures its own loss
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # inf - inf
+            narrow = v.astype(dtype)
+            lost = np.abs(narrow - v) > np.abs(v) * 2.0 ** -20 if scales else None
     if not np.isfinite(narrow).all():
         beyond = np.flatnonzero(np.isinf(narrow) & np.isfinite(v))
         if beyond.size:
