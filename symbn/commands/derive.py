@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
 from symbn.api import derive, prove
-from symbn.commands.options import add_layer_arguments, spec_from_args
+from symbn.commands.options import add_layer_arguments, spec_from_args, whole_number
 from symbn.errors import OptionError
 from symbn.formats import FORMATS
 from symbn.spec import MAX_EXPLICIT_M
@@ -17,10 +16,12 @@ HELP = "derive the gradients of a layer: chain-rule steps, closed forms, proof"
 
 
 def _batch_size(text: str) -> int:
-    """``--m``: ASCII digits only (int() also reads '3_0' as 30 and full-width digits)."""
-    if re.fullmatch(r"[+-]?[0-9]+", text.strip(), re.ASCII) is None:  # not '+-3' either
-        raise OptionError.bad_value("m", text, "the batch size must be a whole number >= 1")
-    return int(text)
+    """``--m`` as :func:`whole_number` reads it, with the batch size's own message."""
+    try:
+        return whole_number(text)
+    except argparse.ArgumentTypeError:
+        raise OptionError.bad_value(
+            "m", text, "the batch size must be a whole number >= 1") from None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
