@@ -723,3 +723,30 @@ def test_check_command_bad_seed_is_one_line_exit_2(cli) -> None:
     code, out, err = cli("check", f"{Path(__file__).resolve()}:compact", "--seed", "-1")
     assert code == 2 and out == "" and err.count("\n") == 1
     assert "--seed=-1 is not allowed; use a whole number >= 0" in err
+
+
+@pytest.mark.parametrize(("dtype", "offset", "factor"), [("float32", 1e3, 1.01),
+                                                        ("float64", 1e3, 1 + 1e-12),
+                                                        ("float64", 1e6, 1 + 1e-9)])
+def test_eval_mode_dx_is_judged_without_trainings_conditioning(dtype, offset, factor):
+    """Eval mode: dx = γ·r·dy forms neither x − μ nor x̂, so its κ is 1. With training's κ a
+    float32 dx 1% wrong passed at a mean offset of 1e3, and a float64 one 1e-9 wrong at 1e6
+    (a review); a right one passes."""
+    from symbn.codegen import load
+
+    right = load(symbn.LayerSpec(mode="eval")).backward
+
+    def scaled(dy, x, gamma, running_mean, running_var, *, eps, axis):
+        dx, dgamma, dbeta = right(dy, x, gamma, running_mean, running_var, eps=eps, axis=axis)
+        return (dx * x.dtype.type(factor)).astype(x.dtype), dgamma, dbeta
+
+    rng = np.random.default_rng(0)
+    m, channels = 64, 3
+    case = Case((offset + rng.normal(size=(m, channels))).astype(dtype),
+                rng.normal(size=(m, channels)).astype(dtype),
+                gamma=rng.uniform(0.5, 2, channels).astype(dtype),
+                running_mean=np.full(channels, offset, dtype),
+                running_var=rng.uniform(0.5, 2, channels).astype(dtype), name="mean offset")
+    assert check_backward(right, mode="eval", cases=[case]).passed
+    report = check_backward(scaled, mode="eval", cases=[case])
+    assert not report.passed and "dx" in report.format()
