@@ -109,6 +109,21 @@ def test_taylor_remainder_shrinks_like_h_squared_only_for_the_right_gradient(
     assert not wrong.passed and abs(wrong.rates[-1] - 1) < 0.1
 
 
+def test_taylor_test_fails_a_gradient_slightly_wrong(ref: Reference) -> None:
+    """dx 1e-4 wrong: the rates climb above 2 (2.035 to 2.729 on verify's input) as δ·h cancels
+    the h² term; "rate ≥ 1.8" passed it and ``symbn verify`` printed "ok" (a review)."""
+    from symbn.commands.verify import _args, _fd_inputs
+
+    _, data = _fd_inputs(symbn.LayerSpec())[0]
+    args, kw = _args(ref, data)
+    with mpmath.workdps(50):
+        grads = ref.gradient(args[0], args[1], args[2], **kw)
+        grads["x"] = grads["x"] * (1 + mpmath.mpf("1e-4"))
+    wrong = fd_projections.taylor_test(ref, *args, dps=50, gradient=grads, **kw)
+    assert not wrong.passed and max(wrong.rates) > 2.2
+    assert fd_projections.taylor_test(ref, *args, dps=50, **kw).passed
+
+
 def test_linear_loss_is_reported_exact() -> None:
     """Eval mode without affine: L is linear in x, the remainder is at rounding level."""
     spec = symbn.LayerSpec(mode="eval", affine=False)
@@ -153,14 +168,31 @@ def test_verify_command_prints_a_table_and_exit_status_follows_it(
     from symbn.commands import verify
     if verify not in cli.COMMANDS:
         monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, verify))
-    monkeypatch.setattr(verify, "generated_code_rows", lambda spec, backend: [])
+    monkeypatch.setattr(verify, "generated_code_rows", lambda spec, backend, dps: [])
     assert cli.main(["verify", "batchnorm", "--dps", "30"]) == 0
     out = capsys.readouterr().out
     assert "closed form vs FD, full gradient" in out and "Taylor" in out and "FAIL" not in out
     failing = [verify.Row("generated code", "x", "wrong", False)]
-    monkeypatch.setattr(verify, "generated_code_rows", lambda spec, backend: failing)
+    monkeypatch.setattr(verify, "generated_code_rows", lambda spec, backend, dps: failing)
     assert cli.main(["verify", "batchnorm", "--dps", "30"]) == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_verify_dps_reaches_the_generated_code_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The generated code's rows take the checker's reference at --dps digits (they took 30
+    whatever the header said, a review found)."""
+    from symbn.commands import verify
+
+    asked: list[int] = []
+    real = verify.check_backward
+
+    def spy(*args: object, **kwargs: object) -> object:
+        asked.append(kwargs["dps"])  # type: ignore[arg-type]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(verify, "check_backward", spy)
+    verify.generated_code_rows(symbn.LayerSpec(), "numpy", 40)
+    assert asked == [40, 40]
 
 
 def test_verify_checks_the_generated_code() -> None:
