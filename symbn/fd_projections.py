@@ -72,9 +72,12 @@ class _Problem:
         self.eps, self.dps = eps, dps
         with mpmath.workdps(dps):
             e = mpmath.mpf(eps)
-            self.scales = [_scale(ref.stats(col, e, self.params["running_mean"][c],
-                                             self.params["running_var"][c]))
-                           for c, col in enumerate(self.cols)]
+            stats = [ref.stats(col, e, self.params["running_mean"][c],
+                               self.params["running_var"][c]) for c, col in enumerate(self.cols)]
+        self.scales = [_scale(ref, st) for st in stats]
+        # ε outside the root at a constant channel: L(x + t·v) has a |t| term there (see
+        # symbn.fd's partials), so no extrapolation, and a tiny step
+        self.at_limit = any(ref._at_limit(st) for st in stats)
         self.offset = max(_offset_digits(col, s) for col, s in zip(self.cols, self.scales,
                                                                    strict=True))
 
@@ -137,9 +140,12 @@ def directional(ref: Reference, dy: Any, x: Any, gamma: Any = None, beta: Any = 
     for _ in range(directions):
         with mpmath.workdps(dps):
             v = problem.direction(rng)
-        with mpmath.workdps(working_dps(dps, levels, problem.offset)):
-            est = central_difference(partial(problem.loss, v=v), step=step_for(dps, levels),
-                                     levels=levels)
+        lv, wp = levels, working_dps(dps, levels, problem.offset)
+        if problem.at_limit:  # a |t| term: one level, a step of 10^-(dps+5), as in symbn.fd
+            lv, wp = 1, 2 * dps + 15 + problem.offset
+        with mpmath.workdps(wp):
+            step = step_for(dps, levels) if lv == levels else mpmath.power(10, -(dps + 5))
+            est = central_difference(partial(problem.loss, v=v), step=step, levels=lv)
             analytic = problem.dot(gradient, v)
         with mpmath.workdps(dps):
             results.append(DirectionalResult(+est.value, +analytic, +est.error))

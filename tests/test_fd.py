@@ -275,3 +275,22 @@ def test_the_smallest_first_step_still_tells_right_from_wrong(ref: Reference) ->
                           first_step=first).passed
     assert not fd_projections.taylor_test(ref, d["dy"], d["x"], d["gamma"], d["beta"], eps=1e-5,
                               first_step=first, gradient=wrong).passed
+
+
+def test_std_placement_near_a_constant_channel() -> None:
+    """ε outside the root, σ far below ε (a channel 1 + a few units in the last place): the
+    loss goes through σ = √σ², so the step is on σ's scale. On σ + ε ≈ ε, dx agreed to 11
+    of 50 digits with the closed form, which is right there (a review); uᵀJv at an exactly
+    constant channel had no plain-difference branch and agreed to 11 digits too."""
+    ref = Reference(symbn.LayerSpec(eps_placement="std"))
+    rng = np.random.default_rng(0)
+    x = (1 + np.arange(5) * 2.0**-52)[:, None]
+    dy = rng.normal(size=x.shape)
+    numeric = fd.full_gradient(ref, dy, x, [1.3], [0.2], eps=1e-5, dps=50)
+    with mpmath.workdps(50):
+        exact = ref.gradient(dy, x, [1.3], eps=1e-5)
+    assert fd.agreement_digits(exact["x"], numeric["x"]) >= 45
+    constant = np.column_stack([np.full(5, 0.75), rng.normal(size=5)])
+    results = fd_projections.directional(ref, rng.normal(size=constant.shape), constant,
+                                         [1.3, 0.7], [0.2, -0.1], eps=1e-5, dps=50)
+    assert min(r.digits for r in results) >= 45, [r.digits for r in results]
