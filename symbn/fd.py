@@ -48,6 +48,7 @@ __all__ = [
     "agreement_digits",
     "central_difference",
     "check_dps",
+    "exact_eps",
     "full_gradient",
     "step_for",
     "working_dps",
@@ -149,6 +150,16 @@ def _offset_digits(column: Sequence[mpmath.mpf], scale: mpmath.mpf) -> int:
     return 0 if big <= scale else int(mpmath.ceil(mpmath.log10(big / scale)))
 
 
+def exact_eps(eps: Any) -> Any:
+    """ε checked (a finite real number > 0), kept as given where it is an mpmath number.
+
+    float() cut ``mpf('1e-5')`` at 50 digits to 53 bits, so the differences were of another
+    loss than the reference's, which takes mpf(ε): 16 digits of agreement (a review).
+    """
+    value = check_eps(eps)
+    return eps if isinstance(eps, mpmath.mpf) else value
+
+
 def _scale(ref: Reference, st: Any) -> mpmath.mpf:
     """The scale on which a channel's loss varies with x: 1/r (√(σ²+ε), or σ+ε).
 
@@ -171,7 +182,7 @@ def full_gradient(ref: Reference, dy: Any, x: Any, gamma: Any = None, beta: Any 
     object arrays of mpmath numbers rounded to ``dps`` digits. ``step`` overrides the
     relative step (a multiple of each channel's scale 1/r).
     """
-    dps, levels, eps = check_dps(dps), _check_levels(levels), check_eps(eps)
+    dps, levels, eps = check_dps(dps), _check_levels(levels), exact_eps(eps)
     step = None if step is None else _check_step("step", step)
     cols, gcols = as_matrix(x), as_matrix(dy, "dy")
     params = ref._params(len(cols), gamma, beta, running_mean, running_var)
@@ -244,19 +255,27 @@ def _round(a: np.ndarray) -> np.ndarray:
     return b
 
 
-def agreement_digits(a: Any, b: Any) -> float:
+def agreement_digits(a: Any, b: Any, scale: Any = None) -> float:
     """Significant digits to which ``a`` agrees with ``b``, normwise: −log10(‖a−b‖/‖b‖).
 
-    When ``b`` is 0 the absolute error is used. Equal arrays give ``inf``.
+    ``scale``, the quantity's natural size (for dx, ‖dy‖·|γ|·r), stands for ‖b‖ where it is
+    larger: a gradient that is truly 0 (dx with dy constant along the batch) is rounding noise
+    on both sides, and against ‖b‖, that noise, a right one read as −10 digits (a review).
+    When ``b`` is 0 and no scale is given, the absolute error is used. Equal arrays give
+    ``inf``.
 
     >>> import mpmath
     >>> round(agreement_digits([mpmath.mpf("1.0001")], [mpmath.mpf(1)]), 1)
     4.0
+    >>> round(agreement_digits([mpmath.mpf("1e-52")], [mpmath.mpf("3e-62")], scale=1), 1)
+    52.0
     """
     aa = np.asarray(a, dtype=object).reshape(-1)
     bb = np.asarray(b, dtype=object).reshape(-1)
     err = max((abs(p - q) for p, q in zip(aa, bb, strict=True)), default=0)
     size = max((abs(q) for q in bb), default=0)
+    if scale is not None:
+        size = max(size, abs(mpmath.mpf(scale)))
     if err == 0:
         return float("inf")
     return float(-mpmath.log10(err / size if size != 0 else err))

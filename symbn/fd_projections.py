@@ -23,7 +23,7 @@ from typing import Any
 import mpmath
 import numpy as np
 
-from symbn.cases import check_eps, check_seed
+from symbn.cases import check_seed
 from symbn.errors import OptionError, check_whole
 from symbn.fd import (
     _check_levels,
@@ -33,6 +33,7 @@ from symbn.fd import (
     agreement_digits,
     central_difference,
     check_dps,
+    exact_eps,
     step_for,
     working_dps,
 )
@@ -131,7 +132,7 @@ def directional(ref: Reference, dy: Any, x: Any, gamma: Any = None, beta: Any = 
     ``gradient`` is the gradient to test (default: the reference's proven closed form). The
     cost is ``2·levels`` forward passes per direction, independent of the input's size.
     """
-    dps, levels, eps = check_dps(dps), _check_levels(levels), check_eps(eps)
+    dps, levels, eps = check_dps(dps), _check_levels(levels), exact_eps(eps)
     directions, seed = check_whole("directions", directions, 1), check_seed(seed)
     problem = _Problem(ref, dy, x, gamma, beta, eps, running_mean, running_var, dps)
     gradient = gradient if gradient is not None else problem.reference_gradient()
@@ -184,7 +185,7 @@ def taylor_test(ref: Reference, dy: Any, x: Any, gamma: Any = None, beta: Any = 
     ``halvings`` >= 1 (one rate per halving); ``first_step`` > 0, large enough that the h²
     remainder at the smallest step stays above rounding (:func:`smallest_first_step`).
     """
-    dps, eps, seed = check_dps(dps), check_eps(eps), check_seed(seed)
+    dps, eps, seed = check_dps(dps), exact_eps(eps), check_seed(seed)
     halvings = check_whole("halvings", halvings, 1, "at least 1 halving, a whole number")
     first = _check_step("first_step", first_step)
     least = smallest_first_step(dps, halvings)

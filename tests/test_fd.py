@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import mpmath
 import numpy as np
 import pytest
@@ -294,3 +296,23 @@ def test_std_placement_near_a_constant_channel() -> None:
     results = fd_projections.directional(ref, rng.normal(size=constant.shape), constant,
                                          [1.3, 0.7], [0.2, -0.1], eps=1e-5, dps=50)
     assert min(r.digits for r in results) >= 45, [r.digits for r in results]
+
+
+def test_an_mpmath_eps_keeps_its_digits_and_a_zero_gradient_agrees_on_its_scale(
+        ref: Reference) -> None:
+    """eps = mpf('1e-5') at 50 digits was cut to float64 inside the differences (16 digits of
+    agreement with the reference, which takes it whole); and a dx that is truly 0 (dy constant
+    along the batch) read as −10 digits against ‖b‖, its rounding noise, until given its
+    natural scale (both found by a review)."""
+    d = sample(7)
+    with mpmath.workdps(50):
+        eps = mpmath.mpf("1e-5")
+        exact = ref.gradient(d["dy"], d["x"], d["gamma"], eps=eps)
+    numeric = fd.full_gradient(ref, d["dy"], d["x"], d["gamma"], d["beta"], eps=eps, dps=50)
+    assert fd.agreement_digits(exact["x"], numeric["x"]) >= 45
+    flat = np.ones_like(d["dy"])
+    with mpmath.workdps(50):
+        zero = ref.gradient(flat, d["x"], d["gamma"], eps=1e-5)
+    numeric = fd.full_gradient(ref, flat, d["x"], d["gamma"], d["beta"], eps=1e-5, dps=50)
+    scale = max(abs(float(g)) for g in d["gamma"]) / math.sqrt(1e-5)  # ‖dy‖·|γ|·r, r ≤ 1/√ε
+    assert fd.agreement_digits(zero["x"], numeric["x"], scale=scale) >= 40
