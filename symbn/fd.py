@@ -215,10 +215,11 @@ class _Channel:
     running_var: Any
 
     def loss(self, k: int | None = None, t: Any = 0, dgamma: Any = 0,
-             dbeta: Any = 0) -> mpmath.mpf:
-        """L with element k moved by t, γ by dgamma, β by dbeta."""
+             beta: Any = None) -> mpmath.mpf:
+        """L with element k moved by t, γ by dgamma, and β replaced by ``beta`` if given."""
         col = self.col if k is None else [*self.col[:k], self.col[k] + t, *self.col[k + 1:]]
-        return self.ref.channel_loss(col, self.gcol, self.gamma + dgamma, self.beta + dbeta,
+        return self.ref.channel_loss(col, self.gcol, self.gamma + dgamma,
+                                     self.beta if beta is None else beta,
                                      mpmath.mpf(self.eps), self.running_mean, self.running_var)
 
     def partials(self, dps: int, levels: int, step: Any) -> dict[str, list[mpmath.mpf]]:
@@ -236,13 +237,16 @@ class _Channel:
         with mpmath.workdps(wp):
             relative = step_for(dps, levels) if lv == levels else mpmath.power(10, -(dps + 5))
             h = (relative if step is None else mpmath.mpf(step)) * scale
-            out = {"x": [central_difference(partial(self.loss, k), step=h, levels=lv).value
-                         for k in range(len(self.col))]}
+            # β·Σ dy does not depend on x or γ, but its rounding does: β = 1e32 cost dx, dγ and
+            # dβ 20 digits (a review). The differences are taken at β = 0: L is linear in β,
+            # so ∂L/∂β is the same there, and the others do not depend on β.
+            out = {"x": [central_difference(partial(self.loss, k, beta=0), step=h,
+                                            levels=lv).value for k in range(len(self.col))]}
             if self.ref.spec.affine:
                 hp = step_for(dps, levels, max(1, abs(self.gamma)))
-                out["gamma"] = [central_difference(lambda t: self.loss(dgamma=t), step=hp,
-                                                   levels=levels).value]
-                out["beta"] = [central_difference(lambda t: self.loss(dbeta=t),
+                out["gamma"] = [central_difference(lambda t: self.loss(dgamma=t, beta=0),
+                                                   step=hp, levels=levels).value]
+                out["beta"] = [central_difference(lambda t: self.loss(beta=t),
                                                   step=step_for(dps, levels),
                                                   levels=levels).value]
         return out
