@@ -48,6 +48,7 @@ __all__ = [
     "agreement_digits",
     "central_difference",
     "check_dps",
+    "difference_plan",
     "exact_eps",
     "full_gradient",
     "step_for",
@@ -168,9 +169,22 @@ def _scale(ref: Reference, st: Any) -> mpmath.mpf:
     ≈ ε left a channel of σ ~ 1e-16 with 11 of 50 digits, the extrapolation cancelling the
     wrong terms (a review).
     """
-    if not ref._at_limit(st) and ref.spec.eps_placement == "std" and ref.spec.uses_batch_statistics:
+    if ref.spec.eps_placement == "std" and ref.spec.uses_batch_statistics and st.sigma > 0:
         return min(1 / st.r, st.sigma)
     return 1 / st.r
+
+
+def difference_plan(dps: int, levels: int, offset: int, at_limit: bool
+                    ) -> tuple[int, int, mpmath.mpf]:
+    """(levels, working digits, relative step) of a central difference at ``dps`` digits.
+
+    Richardson's ``levels`` and :func:`step_for`'s step; or, at a |t| term in the loss (ε
+    outside the root at a constant channel, where the error of D(h) is O(h), not a series in
+    h²), one level and a step of 10^-(dps+5), with the digits that step needs.
+    """
+    if at_limit:
+        return 1, 2 * dps + 15 + offset, mpmath.power(10, -(dps + 5))
+    return levels, working_dps(dps, levels, offset), step_for(dps, levels)
 
 
 def full_gradient(ref: Reference, dy: Any, x: Any, gamma: Any = None, beta: Any = None, *,
@@ -224,18 +238,13 @@ class _Channel:
 
     def partials(self, dps: int, levels: int, step: Any) -> dict[str, list[mpmath.mpf]]:
         """∂L/∂x_k for every k, and ∂L/∂γ, ∂L/∂β with affine."""
-        with mpmath.workdps(dps):
+        with mpmath.workdps(dps):  # the step too: whatever mpmath's global precision is
             st = self.ref.stats(self.col, mpmath.mpf(self.eps), self.running_mean,
                                 self.running_var)
-        scale = _scale(self.ref, st)
-        offset = _offset_digits(self.col, scale)
-        lv, wp = levels, working_dps(dps, levels, offset)
-        if self.ref._at_limit(st):
-            # ε outside the root at a constant channel: L(x + t·e_k) has a |t| term, so the
-            # error of D(h) is O(h), not a series in h²: no Richardson, a step of 10^-(dps+5).
-            lv, wp = 1, 2 * dps + 15 + offset
+            scale = _scale(self.ref, st)
+            lv, wp, relative = difference_plan(dps, levels, _offset_digits(self.col, scale),
+                                               self.ref._at_limit(st))
         with mpmath.workdps(wp):
-            relative = step_for(dps, levels) if lv == levels else mpmath.power(10, -(dps + 5))
             h = (relative if step is None else mpmath.mpf(step)) * scale
             # β·Σ dy does not depend on x or γ, but its rounding does: β = 1e32 cost dx, dγ and
             # dβ 20 digits (a review). The differences are taken at β = 0: L is linear in β,

@@ -33,9 +33,8 @@ from symbn.fd import (
     agreement_digits,
     central_difference,
     check_dps,
+    difference_plan,
     exact_eps,
-    step_for,
-    working_dps,
 )
 from symbn.reference import Reference, as_matrix
 
@@ -75,7 +74,7 @@ class _Problem:
             e = mpmath.mpf(eps)
             stats = [ref.stats(col, e, self.params["running_mean"][c],
                                self.params["running_var"][c]) for c, col in enumerate(self.cols)]
-        self.scales = [_scale(ref, st) for st in stats]
+            self.scales = [_scale(ref, st) for st in stats]
         # ε outside the root at a constant channel: L(x + t·v) has a |t| term there (see
         # symbn.fd's partials), so no extrapolation, and a tiny step
         self.at_limit = any(ref._at_limit(st) for st in stats)
@@ -139,13 +138,10 @@ def directional(ref: Reference, dy: Any, x: Any, gamma: Any = None, beta: Any = 
     rng = np.random.default_rng(seed)
     results = []
     for _ in range(directions):
-        with mpmath.workdps(dps):
+        with mpmath.workdps(dps):  # the step too: whatever mpmath's global precision is
             v = problem.direction(rng)
-        lv, wp = levels, working_dps(dps, levels, problem.offset)
-        if problem.at_limit:  # a |t| term: one level, a step of 10^-(dps+5), as in symbn.fd
-            lv, wp = 1, 2 * dps + 15 + problem.offset
+            lv, wp, step = difference_plan(dps, levels, problem.offset, problem.at_limit)
         with mpmath.workdps(wp):
-            step = step_for(dps, levels) if lv == levels else mpmath.power(10, -(dps + 5))
             est = central_difference(partial(problem.loss, v=v), step=step, levels=lv)
             analytic = problem.dot(gradient, v)
         with mpmath.workdps(dps):

@@ -43,7 +43,17 @@ def as_matrix(data: Any, name: str = "x") -> list[list[mpmath.mpf]]:
     if array.ndim != 2 or 0 in array.shape:
         raise OptionError.bad_value(f"{name}.shape", getattr(array, "shape", None),
                                     "expected (m, D) data with m >= 1 and D >= 1")
-    return [[mpmath.mpf(v) for v in array[:, c]] for c in range(array.shape[1])]
+    with _exact():
+        return [[mpmath.mpf(v) for v in array[:, c]] for c in range(array.shape[1])]
+
+
+def _exact() -> Any:
+    """A precision at which every float64 converts exactly (53 bits), whatever mpmath's is.
+
+    At the global precision a float was rounded: under ``mp.dps = 5`` symbn.fd's results moved
+    by 1e-6 (a review). Higher precisions are kept, for mpf data of more digits.
+    """
+    return mpmath.workprec(max(mpmath.mp.prec, 64))
 
 
 def _as_vector(data: Any, size: int, name: str) -> list[mpmath.mpf]:
@@ -51,7 +61,8 @@ def _as_vector(data: Any, size: int, name: str) -> list[mpmath.mpf]:
     if array.shape != (size,):
         raise OptionError.bad_value(f"{name}.shape", array.shape,
                                     f"expected one value per channel: ({size},)")
-    return [mpmath.mpf(v) for v in array]
+    with _exact():
+        return [mpmath.mpf(v) for v in array]
 
 
 @dataclass(frozen=True)
