@@ -194,7 +194,7 @@ def _conditions(spec: LayerSpec, graph: Graph, closed: dict[str, sp.Expr]
         "m >= 2",
         "The unbiased variance divides the sum of squares by one less than the batch size, "
         "so the closed forms hold for batches of at least 2 elements; a batch of 1 is refused.",
-    ),) if spec.variance == "unbiased" and spec.uses_batch_statistics else ()
+    ),) if spec.smallest_batch == 2 else ()
     if spec.eps_placement == "sqrt" and not spec.uses_batch_statistics:
         return (Condition("running_var + eps > 0",
                           "Always true (eps > 0, and a variance is never negative): the closed "

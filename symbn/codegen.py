@@ -227,8 +227,7 @@ def generate_module(spec: LayerSpec, backend: Backend = "numpy") -> str:
     if backend not in BACKENDS:
         raise OptionError.bad_value("backend", backend, BACKENDS)
     plan = build_plan(spec)
-    unbiased = spec.variance == "unbiased" and spec.uses_batch_statistics
-    reason = " (unbiased variance divides by m - 1)" if unbiased else ""
+    reason = " (unbiased variance divides by m - 1)" if spec.smallest_batch == 2 else ""
     doc = module_docstring(plan, backend)
     standard = ["contextvars", "math", "numbers", "os", "queue", "threading"]
     imports = [*(f"import {name}" for name in standard), "",
@@ -236,7 +235,7 @@ def generate_module(spec: LayerSpec, backend: Backend = "numpy") -> str:
                *(["import numba"] if backend == "numba" else []), "import numpy as np"]
     parts = ['"""' + doc[0], *doc[1:], '"""', "", *imports, "",
              '__all__ = ["backward", "forward"]', "",
-             layout_source(2 if unbiased else 1, reason).rstrip("\n"), "", "",
+             layout_source(spec.smallest_batch, reason).rstrip("\n"), "", "",
              passes_source(backend).strip("\n"), "", "",
              *_forward_source(plan, backend, parameters(spec, True)), "", "",
              *_backward_source(plan, backend, parameters(spec, False))]

@@ -107,20 +107,15 @@ def options_section(d: Derivation) -> list[Block]:
         text="\n".join(r"\texttt{" + name.replace("_", r"\_") + f"={value}}}: {meaning}."
                        for name, value, meaning in rows),
         markdown="\n".join(f"`{name}={value}`: {meaning}." for name, value, meaning in rows)))
-    why = " (the variance divides by $m - 1$)" if _unbiased_batch(d) else ""
+    why = " (the variance divides by $m - 1$)" if d.spec.smallest_batch == 2 else ""
     blocks.append(para(rf"The batch size $m$ stays a symbol: every result holds for every "
                        rf"{_every_m(d)}{why}."))
     return blocks
 
 
-def _unbiased_batch(d: Derivation) -> bool:
-    """Whether the variant divides a batch's sum of squares by m − 1 (so m ≥ 2)."""
-    return d.spec.variance == "unbiased" and d.spec.uses_batch_statistics
-
-
 def _every_m(d: Derivation) -> str:
     """The batch sizes the results hold for: every m, or m ≥ 2 with unbiased batch variance."""
-    return r"$m \geq 2$" if _unbiased_batch(d) else "$m$"
+    return r"$m \geq 2$" if d.spec.smallest_batch == 2 else "$m$"
 
 
 def forward_section(d: Derivation, names: Mapping[str, str]) -> list[Block]:

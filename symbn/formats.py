@@ -42,8 +42,7 @@ def _pretty(expr: sp.Expr) -> str:
 
 
 def _header(d: Derivation) -> list[str]:
-    every = ("every batch size m >= 2" if d.spec.variance == "unbiased"
-             and d.spec.uses_batch_statistics else "every batch size")
+    every = "every batch size" + (" m >= 2" if d.spec.smallest_batch == 2 else "")
     size = f"symbolic m (valid for {every})" if d.m is None else f"m = {d.m}"
     lines = [f"Layer: {d.spec.describe()}", f"Batch size: {size}", "",
              "Forward graph (sums run over the batch, j = 1..m):"]

@@ -111,7 +111,7 @@ class Reference:
                    ) -> tuple[Any, Any, Any, Any, list[Any]]:
         m = len(column)
         if self.spec.uses_batch_statistics:
-            if m == 1 and self.spec.variance == "unbiased":
+            if m < self.spec.smallest_batch:
                 raise OptionError.bad_value(
                     "m", m, "unbiased variance divides by m - 1 = 0: use m >= 2 or "
                     "variance='biased'")

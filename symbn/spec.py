@@ -76,6 +76,18 @@ class LayerSpec:
         """True in training mode, where μ and σ² are computed from the batch."""
         return self.mode == "train"
 
+    @property
+    def smallest_batch(self) -> int:
+        """The fewest elements per channel the variant takes (2 for unbiased training).
+
+        The batch variance divides by m − 1 there; 1 elsewhere.
+
+        >>> LayerSpec(variance="unbiased").smallest_batch, LayerSpec(variance="unbiased",
+        ...                                                          mode="eval").smallest_batch
+        (2, 1)
+        """
+        return 2 if self.variance == "unbiased" and self.uses_batch_statistics else 1
+
     def describe(self) -> str:
         """One line naming the layer and every option."""
         affine = "affine" if self.affine else "no affine"
@@ -103,7 +115,7 @@ class LayerSpec:
                 f"explicit elements are for m <= {MAX_EXPLICIT_M} (the derivation and its proof "
                 "grow like m^2); leave m out for the symbolic form, valid for every batch size",
             )
-        if m == 1 and self.variance == "unbiased" and self.uses_batch_statistics:
+        if m < self.smallest_batch:
             raise OptionError.bad_value(
                 "m", m,
                 "unbiased variance divides by m - 1 = 0: use m >= 2 or variance='biased'",

@@ -214,7 +214,7 @@ def cases(layer: str = "batchnorm", *, eps_placement: str = "sqrt", variance: st
     :class:`symbn.OptionError` here, not when examples are drawn.
     """
     spec = LayerSpec(layer, eps_placement, variance, affine, mode)  # type: ignore[arg-type]
-    smallest = 2 if spec.uses_batch_statistics and spec.variance == "unbiased" else 1
+    smallest = spec.smallest_batch
     _check_kind("x_kind", x_kind, X_KINDS)
     _check_kind("dy_kind", dy_kind, DY_KINDS)
     return _cases(spec, dtype=check_dtype(dtype), hard=hard, structured=structured,

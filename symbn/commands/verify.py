@@ -78,7 +78,7 @@ def _fd_inputs(spec: LayerSpec, seed: int = 0) -> list[tuple[str, dict[str, obje
     constant[:, 0] = 0.75
     out = [make("random (6, 3)", rng.normal(size=(6, 3)) * 2 + 1),
            make("m=2 (2, 3)", rng.normal(size=(2, 3)))]
-    if not (spec.uses_batch_statistics and spec.variance == "unbiased"):
+    if spec.smallest_batch == 1:
         out.append(make("m=1 (1, 3)", rng.normal(size=(1, 3))))
     out += [make("constant channel (5, 2)", constant),
             make("mean offset 1e7 (8, 2)", 1e7 + rng.normal(size=(8, 2))),
