@@ -186,7 +186,7 @@ def test_help_describes_every_option(capsys: pytest.CaptureFixture[str]) -> None
 
 @pytest.mark.parametrize(("argv", "needle"), [
     (["latex", "batchnorm", "-o", "{missing}/x.tex"], "cannot write it: No such file"),
-    (["latex", "batchnorm", "-o", "{folder}"], "cannot write it: Is a directory"),
+    (["latex", "batchnorm", "-o", "{texdir}"], "cannot write it: Is a directory"),
     (["testgen", "batchnorm", "--target", "{bn}:backward", "-o", "{missing}/t.py"],
      "No such file"),
     (["render", "--dir", "{file}"], "it is a file, not a folder"),
@@ -199,8 +199,9 @@ def test_unwritable_output_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]
     monkeypatch.setattr(render, "expected_files", lambda: {"README.md": "# Derivations\n"})
     (tmp_path / "file.txt").write_text("mine", encoding="utf-8")
     (tmp_path / "bn.py").write_text("def backward(dy, x, gamma, *, eps, axis): ...\n")
-    places = {"missing": tmp_path / "missing", "folder": tmp_path, "file": tmp_path / "file.txt",
-              "bn": tmp_path / "bn.py"}
+    (tmp_path / "d.tex").mkdir()
+    places = {"missing": tmp_path / "missing", "texdir": tmp_path / "d.tex",
+              "file": tmp_path / "file.txt", "bn": tmp_path / "bn.py"}
     argv = [a.format(**places) for a in argv]
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == ""
@@ -316,6 +317,38 @@ def test_an_empty_output_name_is_refused(tmp_path: Path, capsys: pytest.CaptureF
     code, _, err = run(capsys, "latex", "batchnorm", "-o", "")
     assert code == 2 and "--output='' is not allowed; expected a file name" in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["-o", "bn.pdf"], "ending in .tex, such as bn.tex: symbn writes LaTeX source, which pdflatex"),
+    (["-o", "bn.md"], "without --markdown, symbn writes LaTeX; add --markdown"),
+    (["--markdown", "-o", "bn.tex"], "ending in .md, such as bn.md: --markdown writes Markdown; "
+                                     "leave it out"),
+    (["--markdown", "-o", "notes.html"], "ending in .md, such as bn.md: --markdown writes"),
+    (["-o", "bn"], "ending in .tex"),
+])
+def test_latex_refuses_an_output_named_for_another_format(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        argv: list[str], needle: str) -> None:
+    """``latex -o bn.pdf`` wrote LaTeX source into a file named as a PDF, and ``-o bn.md``
+    without --markdown LaTeX into a Markdown name, without a word; now exit 2, one line, no
+    file, before the derivation's seconds of work."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("symbn.commands.latex.derive", None)  # must not be reached
+    code, out, err = run(capsys, "latex", "batchnorm", *argv)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"--output={argv[-1]!r} is not allowed" in err and needle in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_latex_accepts_the_other_latex_and_markdown_suffixes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """.ltx, .latex and upper case are LaTeX names; .markdown a Markdown one."""
+    for argv in (["-o", str(tmp_path / "a.LTX")], ["-o", str(tmp_path / "b.latex")],
+                 ["--markdown", "-o", str(tmp_path / "c.markdown")]):
+        code, _, err = run(capsys, "latex", "batchnorm", "--mode", "eval", *argv)
+        assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.LTX", "b.latex", "c.markdown"]
 
 
 def test_check_keeps_the_functions_prints_out_of_the_report(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import PurePath
 
 from symbn.api import derive, prove
 from symbn.commands.options import add_layer_arguments, spec_from_args, write_output
 from symbn.document import to_markdown, to_tex
+from symbn.errors import OptionError
 
 NAME = "latex"
 HELP = "write the derivation of a layer as a LaTeX document (or Markdown with --markdown)"
@@ -23,13 +25,47 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                "symbn latex batchnorm --eps-placement std --markdown -o bn.md")
     add_layer_arguments(p)
     p.add_argument("-o", "--output", default=None, metavar="FILE",
-                   help="write to FILE instead of standard output")
+                   help="write to FILE, a name ending in .tex (.md with --markdown), instead "
+                        "of standard output")
     p.add_argument("--markdown", action="store_true",
                    help="write Markdown with $$ math that GitHub renders instead of LaTeX")
 
 
+SUFFIXES = {False: (".tex", ".ltx", ".latex"), True: (".md", ".markdown")}
+
+
+def check_output_name(name: str, markdown: bool) -> None:
+    """Refuse an output name whose suffix says another format than the one written.
+
+    ``-o bn.pdf`` wrote LaTeX source into a file named as a PDF, and ``-o bn.md`` without
+    ``--markdown`` wrote LaTeX into a Markdown name, both without a word.
+
+    >>> check_output_name("bn.tex", markdown=False)
+    >>> check_output_name("bn.pdf", markdown=False)
+    Traceback (most recent call last):
+    ...
+    symbn.errors.OptionError: --output='bn.pdf' is not allowed; expected a file name ending in \
+.tex, such as bn.tex: symbn writes LaTeX source, which pdflatex or latexmk -pdf turns into a PDF
+    """
+    suffix = PurePath(name).suffix.lower()
+    if not name.strip() or suffix in SUFFIXES[markdown]:
+        return  # an empty name gets write_output's own message
+    if suffix in SUFFIXES[not markdown]:
+        why = ("without --markdown, symbn writes LaTeX; add --markdown to write Markdown"
+               if not markdown else "--markdown writes Markdown; leave it out to write LaTeX")
+    elif markdown:
+        why = "--markdown writes Markdown"
+    else:
+        why = "symbn writes LaTeX source, which pdflatex or latexmk -pdf turns into a PDF"
+    wanted = SUFFIXES[markdown][0]
+    raise OptionError.bad_value(
+        "--output", name, f"expected a file name ending in {wanted}, such as bn{wanted}: {why}")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit status (1 if a proof in the document failed)."""
+    if args.output is not None:
+        check_output_name(args.output, args.markdown)
     derivation = derive(spec_from_args(args))
     report = prove(derivation)
     text = (to_markdown if args.markdown else to_tex)(derivation, report)
