@@ -153,6 +153,17 @@ def _elem_json(d: Derivation, name: str, value: Elem) -> Any:
     return items[0]
 
 
+def _limit_json(d: Derivation, value: sp.Expr) -> Any:
+    """A condition's limit: one expression with symbolic m, one per element with concrete m.
+
+    At a concrete m it was left in symbolic-m form (g(i), Sum over j to m) beside gradients
+    given in x_0, g_0, …; the text output gave it per element already.
+    """
+    if d.m is None:
+        return _expr_json(value)
+    return [_expr_json(instantiate(value, d.m, k)) for k in range(d.m)]
+
+
 def to_json(d: Derivation, proof: ProofReport | None = None) -> str:
     """A derivation as JSON: layer, options, symbols, steps, gradients (raw and closed)."""
     checked_derivation(d)
@@ -174,7 +185,7 @@ def to_json(d: Derivation, proof: ProofReport | None = None) -> str:
                           "closed": _elem_json(d, w, d.closed[w])} for w in d.wrt},
         "definitions": {k: _expr_json(v) for k, v in d.definitions.items()},
         "conditions": [{"statement": c.statement, "explanation": c.explanation,
-                        "limit": {k: _expr_json(v) for k, v in c.limit.items()}}
+                        "limit": {k: _limit_json(d, v) for k, v in c.limit.items()}}
                        for c in d.conditions],
     }
     if proof is not None:

@@ -87,6 +87,21 @@ def test_concrete_m_json_has_one_entry_per_element(capsys: pytest.CaptureFixture
     assert len(data["gradients"]["x"]["closed"]) == 3
 
 
+def test_concrete_m_json_gives_the_limit_in_its_elements(capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    """With --m 2 the σ = 0 limit was given in symbolic-m form (g(i), a Sum to m) beside
+    gradients in g_0 and g_1; now one expression per element, in the same symbols."""
+    code, out, _ = run(capsys, "derive", "batchnorm", "--m", "2", "--eps-placement", "std",
+                       "--format", "json")
+    (condition,) = json.loads(out)["conditions"]
+    limits = [sp.sympify(item["srepr"]) for item in condition["limit"]["x"]]
+    assert code == 0 and len(limits) == 2
+    values = {sp.Symbol("g_0", real=True): 1, sp.Symbol("g_1", real=True): 3,
+              sp.Symbol("gamma", real=True): 2, sp.Symbol("eps", positive=True): sp.Rational(1, 10)}
+    # gamma (m g_k - Σ g) / (eps m): 2 (2 - 4) / 0.2 and 2 (6 - 4) / 0.2
+    assert [lim.xreplace(values) for lim in limits] == [-20, 20]
+
+
 def test_latex_format(capsys: pytest.CaptureFixture[str]) -> None:
     """--format latex prints align* blocks without SymPy's machine names."""
     code, out, _ = run(capsys, "derive", "batchnorm", "--format", "latex", "--no-affine")
