@@ -34,11 +34,17 @@ from symbn.spec import LayerSpec, checked_spec
 
 @dataclass(frozen=True)
 class Condition:
-    """Where a closed form holds, and what the gradient is where it does not."""
+    """Where a closed form holds, and what the gradient is where it does not.
+
+    ``limit`` is written as :attr:`Derivation.closed` is: with a concrete m, one expression per
+    element (in g_0, g_1, …); ``limit_symbolic`` is the symbolic-m form it comes from, the
+    same with a symbolic m.
+    """
 
     statement: str
     explanation: str
-    limit: dict[str, sp.Expr] = field(default_factory=dict)
+    limit: dict[str, Elem] = field(default_factory=dict)
+    limit_symbolic: dict[str, sp.Expr] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -90,16 +96,27 @@ class Derivation:
         return self.graph.wrt
 
     @property
-    def limits(self) -> dict[str, sp.Expr]:
+    def limits(self) -> dict[str, Elem]:
         """The gradients where a condition fails (σ = 0 in ``std`` placement), by name; {} if none.
 
+        Written as :attr:`closed` is: with a concrete m, one expression per element (at m = 3
+        it was the symbolic-m form, in g(i) and a Sum to m, beside closed forms in g_0, g_1, …).
+
         >>> import symbn
-        >>> sorted(symbn.derive(symbn.LayerSpec(eps_placement="std")).limits)
-        ['x']
+        >>> symbn.derive(symbn.LayerSpec(eps_placement="std"), m=2).limits["x"]
+        (gamma*(g_0 - g_1)/(2*eps), gamma*(-g_0 + g_1)/(2*eps))
         >>> symbn.derive(symbn.LayerSpec()).limits
         {}
         """
         return {name: value for c in self.conditions for name, value in c.limit.items()}
+
+    @property
+    def limits_symbolic(self) -> dict[str, sp.Expr]:
+        """:attr:`limits` in symbolic-m form (the same as it with a symbolic m).
+
+        What generated code and the mpmath reference evaluate, whatever the batch size.
+        """
+        return {name: value for c in self.conditions for name, value in c.limit_symbolic.items()}
 
     def _repr_latex_(self) -> str:
         """The derivation as LaTeX, for Jupyter."""
@@ -157,7 +174,7 @@ def derive(spec: LayerSpec | None = None, m: int | None = None) -> Derivation:
         spec=spec, m=m, graph=graph, steps=steps, reduced_steps=reduced, raw=raw,
         closed=closed, closed_symbolic=closed_sym, raw_symbolic=symbolic.raw,
         definitions={str(k): v for k, v in definitions(form).items()},
-        conditions=_conditions(spec, graph, closed_sym), form=form,
+        conditions=_conditions(spec, graph, closed_sym, m), form=form,
     )
 
 
@@ -182,7 +199,7 @@ def _instantiate(expr: sp.Expr, graph: Graph, m: int, facts: dict[sp.Sum, sp.Exp
     return at(0)
 
 
-def _conditions(spec: LayerSpec, graph: Graph, closed: dict[str, sp.Expr]
+def _conditions(spec: LayerSpec, graph: Graph, closed: dict[str, sp.Expr], m: int | None
                 ) -> tuple[Condition, ...]:
     """Where the closed forms hold: the spread's condition, then the batch size's if any.
 
@@ -208,6 +225,8 @@ def _conditions(spec: LayerSpec, graph: Graph, closed: dict[str, sp.Expr]
     if not spec.uses_batch_statistics:
         return (Condition("sigma + eps > 0", "Always true (eps > 0, sigma = sqrt(running_var))."),)
     limit = {"x": limit_at_zero_spread(closed["x"], graph)}
+    written = limit if m is None else {
+        name: tuple(instantiate(v, m, k) for k in range(m)) for name, v in limit.items()}
     one = batch == ()  # a batch of one element is allowed, and constant
     return (Condition(
         "sigma > 0",
@@ -218,7 +237,7 @@ def _conditions(spec: LayerSpec, graph: Graph, closed: dict[str, sp.Expr]
         f"σ → 0⁺ given here{' (for m = 1 it is 0, since x̂ ≡ 0)' if one else ''}. Generated "
         "code must use it instead of evaluating the closed form. With eps inside the root (the "
         "standard placement) nothing of this arises: √(σ² + ε) is smooth for ε > 0.",
-        limit,
+        written, limit,
     ), *batch)
 
 

@@ -40,9 +40,9 @@ def module_docstring(plan: Plan, backend: str) -> list[str]:
     out += _para(f"xhat(i) = {d.form.value}")
     out += [line for k, v in d.definitions.items() for line in _para(f"{k} = {v}")]
     for cond in d.conditions:
-        if cond.limit:
+        if cond.limit_symbolic:
             out.append(f"Where not {cond.statement} (a constant channel), the limit is used:")
-            out += _para(f"dL/dx = {cond.limit['x']}")
+            out += _para(f"dL/dx = {cond.limit_symbolic['x']}")
     shift = ("shift = a first guess at the mean (_pilot), delta = (sum of xs)/m = mu - shift, "
              "swept again from shift + delta where delta exceeds the spread (_centred_sums)"
              if spec.uses_batch_statistics else

@@ -199,7 +199,7 @@ def build_plan(spec: LayerSpec) -> Plan:
         proofs.append(_equal("dL/dx == a*g + b*xs + c (closed form)", _rebuild(coeffs),
                              d.closed_symbolic["x"], d, center, facts_x))
         branches = [coeffs]
-        limit = d.limits.get("x")
+        limit = d.limits_symbolic.get("x")
         if limit is not None:
             at_zero = _collect(_named_sums(_shifted(limit, center), facts_xs))
             proofs.append(_equal("dL/dx at sigma = 0 == a*g + b*xs + c (limit)",

@@ -316,7 +316,7 @@ def conditions_section(d: Derivation, names: Mapping[str, str]) -> list[Block]:
                            + prose_markdown(c.explanation)))
         rows = [Equation(adjoint_latex(w, d.graph.is_elementwise(w), names),
                          latex(sums_over_i(v), names), r"at $\sigma_B = 0$")
-                for w, v in c.limit.items()]
+                for w, v in c.limit_symbolic.items()]
         if rows:
             blocks.append(para(r"At a constant batch ($\sigma_B = 0$) the gradient is the "
                                r"limit $\sigma_B \to 0^+$ of the closed form:"))

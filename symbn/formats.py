@@ -16,7 +16,6 @@ import sympy as sp
 from symbn import symbols as S
 from symbn.api import Derivation, ProofReport, checked_derivation
 from symbn.batch import Elem, as_tuple
-from symbn.closed import instantiate
 from symbn.graph import Node
 from symbn.latexprint import definition_latex, latex, name_latex, variant_names
 
@@ -96,11 +95,8 @@ def to_text(d: Derivation, proof: ProofReport | None = None) -> str:
     for c in d.conditions:
         lines.append(f"  {c.statement}: {c.explanation}")
         for name, value in c.limit.items():
-            if d.m is None:
-                lines.append(f"    where it fails, dL/d{name}(i) = {value}")
-            else:  # in the elements x_0.. of the closed forms above (a review)
-                lines += [f"    where it fails, dL/d{name}_{k} = {instantiate(value, d.m, k)}"
-                          for k in range(d.m)]
+            lines += [f"    where it fails, dL/d{label} = {expr}"
+                      for label, expr in _elements(d, name, value)]
     if proof is not None:
         lines += ["", "Proof:"]
         for p in proof.proofs:
@@ -153,17 +149,6 @@ def _elem_json(d: Derivation, name: str, value: Elem) -> Any:
     return items[0]
 
 
-def _limit_json(d: Derivation, value: sp.Expr) -> Any:
-    """A condition's limit: one expression with symbolic m, one per element with concrete m.
-
-    At a concrete m it was left in symbolic-m form (g(i), Sum over j to m) beside gradients
-    given in x_0, g_0, …; the text output gave it per element already.
-    """
-    if d.m is None:
-        return _expr_json(value)
-    return [_expr_json(instantiate(value, d.m, k)) for k in range(d.m)]
-
-
 def to_json(d: Derivation, proof: ProofReport | None = None) -> str:
     """A derivation as JSON: layer, options, symbols, steps, gradients (raw and closed)."""
     checked_derivation(d)
@@ -185,7 +170,7 @@ def to_json(d: Derivation, proof: ProofReport | None = None) -> str:
                           "closed": _elem_json(d, w, d.closed[w])} for w in d.wrt},
         "definitions": {k: _expr_json(v) for k, v in d.definitions.items()},
         "conditions": [{"statement": c.statement, "explanation": c.explanation,
-                        "limit": {k: _limit_json(d, v) for k, v in c.limit.items()}}
+                        "limit": {k: _elem_json(d, k, v) for k, v in c.limit.items()}}
                        for c in d.conditions],
     }
     if proof is not None:

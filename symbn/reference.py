@@ -200,7 +200,7 @@ class Reference:
             for w in d.wrt:
                 expr = d.closed_symbolic[w]
                 if w == "x" and self._at_limit(st):
-                    expr = d.limits["x"]
+                    expr = d.limits_symbolic["x"]
                 values = evaluate(expr, elements, scalars, sums)
                 if w == "x":
                     out[w][:, c] = values

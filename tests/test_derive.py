@@ -193,3 +193,18 @@ def test_derive_and_prove_refuse_what_is_not_a_spec_or_derivation() -> None:
     with pytest.raises(symbn.OptionError, match=r"derivation=None is not allowed; give what "
                                                 r"symbn\.derive returns"):
         symbn.prove(None)  # type: ignore[arg-type]
+
+
+def test_concrete_m_limit_is_given_per_element() -> None:
+    """With m = 3, ``limits`` was in symbolic-m form (g(i), a Sum to m) beside closed forms in
+    g_0, g_1, g_2 (a review); now one expression per element, from ``limits_symbolic``."""
+    spec = LayerSpec(eps_placement="std")
+    d3, every = symbn.derive(spec, m=3), symbn.derive(spec)
+    per_element = d3.limits["x"]
+    assert isinstance(per_element, tuple) and len(per_element) == 3
+    gs = [sp.Symbol(f"g_{k}", real=True) for k in range(3)]
+    for k, expr in enumerate(per_element):
+        assert expr.free_symbols <= {*gs, S.gamma, S.eps}
+        # gamma (m g_k - Σ g) / (eps m)
+        assert sp.simplify(expr - S.gamma * (3 * gs[k] - sum(gs)) / (3 * S.eps)) == 0
+    assert d3.limits_symbolic == every.limits == every.limits_symbolic
