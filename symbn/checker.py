@@ -17,7 +17,8 @@ Vacuity: a check that cannot tell right from wrong is flagged. symbn's own input
 upstream gradients and γ ≠ 1; for inputs a user supplies, :func:`check_backward` warns about
 degenerate data (m = 1, an upstream gradient constant along the batch, γ ≡ 1) and runs
 *mutants* of the proven closed form (a term dropped, a sign flipped, γ left out, the batch
-statistics held constant): a mutant that passes on every input means the inputs are too weak.
+statistics held constant, ε on the other side of the root, the other variance): a mutant that
+passes on every input means the inputs are too weak.
 
 >>> import numpy as np
 >>> def backward(dy, x, gamma, *, eps, axis):
@@ -40,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from symbn.api import checked_derivation
 from symbn.cases import (
     DTYPES,
     Case,
@@ -187,7 +189,26 @@ def check_case(fn: Callable[..., Any], case: Case, *, spec: LayerSpec | None = N
     spec = checked_spec(spec or getattr(case, "spec", None) or LayerSpec())
     validate_case(case, spec)
     _callable_as_backward(fn, spec, case)
-    return _run_case(fn, case, spec, check_dps(dps), reference or Reference(spec))
+    return _run_case(fn, case, spec, check_dps(dps), _checked_reference(reference, spec))
+
+
+def _checked_reference(reference: Any, spec: LayerSpec) -> Reference:
+    """``reference`` (a new one if None) if it is a :class:`Reference` for ``spec``.
+
+    A reference of another variant judged the case as that variant: a backward with ε outside
+    the root passed as the standard one, and the right one failed (a review).
+    """
+    if reference is None:
+        return Reference(spec)
+    if not isinstance(reference, Reference):
+        raise OptionError(f"reference is a {type(reference).__name__}, not a "
+                          "symbn.reference.Reference; give Reference(spec) or leave it out")
+    for made_for in {reference.spec, checked_derivation(reference.derivation).spec}:
+        if made_for != spec:
+            raise OptionError(f"reference is for {made_for.describe()}, but the case is checked "
+                              f"as {spec.describe()}: give Reference(spec) of the variant "
+                              "checked, or leave it out")
+    return reference
 
 
 def check_signature(fn: Any, spec: LayerSpec) -> None:

@@ -2,15 +2,18 @@
 
 :func:`mutants` are wrong variants of the proven ∂L/∂x, each the shape of a classic bug (a term
 dropped, a sign flipped, γ left out, the batch statistics held constant, the inverse std read
-as a variance); :func:`surviving_mutants` names those that no input tells apart from the right
-dx, and :func:`degenerate_data_warnings` names inputs under which right and wrong look alike
-(m = 1, dy constant along the batch, γ ≡ 1). :func:`symbn.checker.check_backward` reports both
-for the inputs a user supplies.
+as a variance), and :func:`wrong_variants` the layer variants whose right ∂L/∂x is a classic
+bug for another (ε on the other side of the root, the other variance).
+:func:`surviving_mutants` names those that no input tells apart from the right dx, and
+:func:`degenerate_data_warnings` names inputs under which right and wrong look alike (m = 1,
+dy constant along the batch, γ ≡ 1). :func:`symbn.checker.check_backward` reports both for the
+inputs a user supplies.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import mpmath
 import numpy as np
@@ -24,7 +27,7 @@ from symbn.evaluate import evaluate
 from symbn.reference import Reference
 from symbn.spec import LayerSpec
 
-__all__ = ["degenerate_data_warnings", "mutants", "surviving_mutants"]
+__all__ = ["degenerate_data_warnings", "mutants", "surviving_mutants", "wrong_variants"]
 
 
 def mutants(ref: Reference) -> dict[str, sp.Expr]:
@@ -53,22 +56,54 @@ def mutants(ref: Reference) -> dict[str, sp.Expr]:
     return out
 
 
+def wrong_variants(spec: LayerSpec) -> dict[str, LayerSpec]:
+    """The variants whose right ∂L/∂x is a classic wrong one for ``spec``, by the bug's name.
+
+    ε on the other side of the root, and in training the other variance: the README's list of
+    classic wrong backwards has both, and inputs a user supplied could tell neither apart with
+    no warning (a review: ε outside the root at a spread of 30, the unbiased variance at
+    m = 4096).
+
+    >>> sorted(wrong_variants(LayerSpec()))
+    ['eps outside the root, (x - mu)/(sigma + eps)', 'the unbiased variance (divided by m - 1)']
+    """
+    out = {}
+    if spec.eps_placement == "sqrt":
+        out["eps outside the root, (x - mu)/(sigma + eps)"] = replace(spec, eps_placement="std")
+    else:
+        out["eps inside the root, (x - mu)/sqrt(var + eps)"] = replace(spec, eps_placement="sqrt")
+    if spec.uses_batch_statistics and spec.variance == "biased":
+        out["the unbiased variance (divided by m - 1)"] = replace(spec, variance="unbiased")
+    elif spec.uses_batch_statistics:
+        out["the biased variance (divided by m)"] = replace(spec, variance="biased")
+    return out
+
+
 def surviving_mutants(ref: Reference, cases: Sequence[Case], dps: int) -> list[str]:
     """The mutants no input tells apart from the right dx: a property of the inputs alone.
 
-    The backward under test plays no part, so one that raises or returns garbage does not
-    make good inputs look weak.
+    Both kinds: :func:`mutants` and the right dx of each of :func:`wrong_variants` (on the
+    inputs where that variant is defined). The backward under test plays no part, so one that
+    raises or returns garbage does not make good inputs look weak.
     """
     alive = dict(mutants(ref))
+    variants = wrong_variants(ref.spec)
+    others: dict[str, Reference] = {}
     for case in cases:
-        if not alive:
+        if not alive and not variants:
             break
         truth = case_truth(ref, case, dps)
         tol = tolerance(case.x.dtype, truth.m, truth.kappas["x"])
         for name, expr in list(alive.items()):
             if _distinguishes(ref, truth, expr, tol, dps):
                 del alive[name]
-    return sorted(alive)
+        for name, spec in list(variants.items()):
+            if truth.m < spec.smallest_batch:
+                continue
+            other = others.setdefault(name, Reference(spec))
+            if _apart(truth, case_truth(other, case, dps).columns["dx"], tol):
+                del variants[name]
+    return sorted([*alive, *variants])
 
 
 def _distinguishes(ref: Reference, truth: Truth, expr: sp.Expr, tol: np.ndarray,
@@ -85,12 +120,24 @@ def _distinguishes(ref: Reference, truth: Truth, expr: sp.Expr, tol: np.ndarray,
             elements = {"x": [mpmath.mpf(float(v)) for v in x2[:, c]],
                         "g": [mpmath.mpf(float(v)) for v in g2[:, c]], "xhat": st.xhat}
             wrong = np.array([float(v) for v in evaluate(expr, elements, scalars)])
-            right = cols["dx"][:, c]
-            denom = np.abs(right) + truth.scales["x"][c]
-            if tol[c] >= UNINFORMATIVE:
-                continue
-            if (np.abs(wrong - right) / np.where(denom > 0, denom, np.inf)).max() > tol[c]:
+            if _apart(truth, wrong[:, None], tol, c):
                 return True
+    return False
+
+
+def _apart(truth: Truth, wrong: np.ndarray, tol: np.ndarray, first: int = 0) -> bool:
+    """Whether the (m, k) columns ``wrong`` differ from the right dx of channels first, ….
+
+    By more than a channel's tolerance; an uninformative channel tells nothing.
+    """
+    for j in range(wrong.shape[1]):
+        c = first + j
+        if tol[c] >= UNINFORMATIVE:
+            continue
+        right = truth.columns["dx"][:, c]
+        denom = np.abs(right) + truth.scales["x"][c]
+        if (np.abs(wrong[:, j] - right) / np.where(denom > 0, denom, np.inf)).max() > tol[c]:
+            return True
     return False
 
 

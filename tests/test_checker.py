@@ -279,6 +279,27 @@ def test_gamma_one_hides_the_dy_bug_and_is_flagged() -> None:
     assert any("dy used instead of gamma*dy" in w for w in report.warnings)
 
 
+@pytest.mark.parametrize(("bug", "scale", "m", "survivor"), [
+    ("eps outside", 30.0, 64, "eps outside the root"),
+    ("unbiased", 1.0, 4096, "the unbiased variance"),
+])
+def test_inputs_that_hide_eps_placement_or_the_variance_are_flagged(
+        bug: str, scale: float, m: int, survivor: str) -> None:
+    """At a spread of 30, ε outside the root moves dx by about 1e-7 of its scale, and at
+    m = 4096 the unbiased variance by 1e-4: float32 tolerances pass both. Such user inputs
+    passed those wrong backwards with no warning (a review); the wrong variant's dx is now a
+    mutant, and its surviving says the inputs are too weak."""
+    rng = np.random.default_rng(7)
+    x = (rng.normal(size=(m, 4)) * scale).astype(np.float32)
+    case = Case(x, rng.normal(size=x.shape).astype(np.float32),
+                np.array([1.5, -0.7, 2.0, 0.9], np.float32), name="user data")
+    report = check_backward(_bug(staged, bug), cases=[case])
+    assert report.passed
+    vacuous = [w for w in report.warnings if w.startswith("vacuous")]
+    assert any(survivor in w for w in vacuous), report.warnings
+    assert not check_backward(_bug(staged, bug), dtype="float32").passed  # symbn's own inputs
+
+
 def test_batch_of_one_is_flagged() -> None:
     """m = 1 makes dx ≡ 0: warned."""
     report = check_backward(compact, cases=[_user_case(m=1)])
@@ -411,6 +432,25 @@ def test_a_drawn_case_is_checked_as_the_variant_it_was_drawn_for(case: Case) -> 
     with pytest.raises(OptionError, match=r"was made for batchnorm, eps_placement=std.*but is "
                                           r"checked as batchnorm, eps_placement=sqrt"):
         check_case(compact, case, spec=symbn.LayerSpec())
+
+
+def test_a_reference_of_another_variant_is_refused(reference: Reference) -> None:
+    """check_case(reference=...) judged a std case by the default variant's gradient: a sqrt
+    backward passed and the right std one failed (a review). A reference of another variant,
+    or something else, is an OptionError; one of the variant checked is used."""
+    std = symbn.LayerSpec(eps_placement="std")
+    case = default_cases(std)[0]
+    right = _codegen().load(std).backward
+    with pytest.raises(OptionError, match=r"reference is for batchnorm, eps_placement=sqrt.*"
+                                          r"checked as batchnorm, eps_placement=std"):
+        check_case(compact, case, spec=std, reference=reference)
+    with pytest.raises(OptionError, match=r"reference is a LayerSpec, not a symbn\.reference"):
+        check_case(right, case, spec=std, reference=std)  # type: ignore[arg-type]
+    mixed = Reference(std, reference.derivation)  # a derivation of another variant
+    with pytest.raises(OptionError, match="reference is for batchnorm, eps_placement=sqrt"):
+        check_case(right, case, spec=std, reference=mixed)
+    assert check_case(right, case, spec=std, reference=Reference(std)).passed
+    assert not check_case(compact, case, spec=std, reference=Reference(std)).passed
 
 
 def test_a_sqrt_backward_fails_cases_drawn_for_std() -> None:
