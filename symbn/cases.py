@@ -15,10 +15,11 @@ import numpy as np
 from symbn.errors import OptionError, check_positive, check_whole
 from symbn.spec import LayerSpec
 
-__all__ = ["DTYPES", "Case", "check_dtype", "check_eps", "check_seed", "default_cases",
+__all__ = ["DTYPES", "Case", "DTypeLike", "check_dtype", "check_eps", "check_seed", "default_cases",
            "parameter_names", "signature", "validate_case"]
 
 DTYPES: tuple[str, ...] = ("float64", "float32")
+DTypeLike = str | type[np.generic] | np.dtype[Any]  # "float32", np.float32, np.dtype("float32")
 
 
 def check_dtype(dtype: Any, name: str = "dtype") -> str:
@@ -50,7 +51,7 @@ def check_eps(eps: Any, name: str = "eps") -> float:
     return check_positive(name, eps, ", such as 1e-5")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Case:
     """One input to a backward function.
 
@@ -58,7 +59,8 @@ class Case:
     running statistics (eval mode) have one value per channel. The checker validates a case
     with :func:`validate_case` before calling the backward on it. ``spec``, where a case was
     made for one variant (:func:`symbn.strategies.cases` sets it), is the variant it is
-    checked as: :func:`symbn.checker.check_case` takes it, and refuses another.
+    checked as: :func:`symbn.checker.check_case` takes it, and refuses another. Cases compare
+    as objects, by identity (field by field, ``==`` on their arrays raised).
     """
 
     x: np.ndarray
@@ -82,7 +84,8 @@ class Case:
         """
         x = np.asarray(self.x)
         low, high = float(x.min()), float(x.max())
-        return (f"{self.name}: x{tuple(x.shape)} {x.dtype}, axis={self.axis}, eps={self.eps:g}, "
+        return (f"{self.name}: x{tuple(x.shape)} {x.dtype}, axis={self.axis}, "
+                f"eps={float(self.eps):g}, "
                 f"x in [{_g(low)}, {_g(high)}] (width {high - low:.3g})")
 
     def columns(self, array: np.ndarray) -> np.ndarray:
@@ -139,6 +142,11 @@ def validate_case(case: Any, spec: LayerSpec, name: str = "case") -> Case:
         raise OptionError.bad_value(f"{name}.dy.shape", dy.shape, f"use x's shape {x.shape}")
     check_eps(case.eps, f"{name}.eps")
     channels = x.shape[case.axis]
+    if x.size // channels < spec.smallest_batch:  # found only by the reference, unnamed
+        raise OptionError.bad_value(
+            f"{name}.x.shape", x.shape, f"{spec.describe()} needs at least "
+            f"{spec.smallest_batch} elements per channel (the unbiased variance divides by "
+            f"m - 1); use a larger batch or variance='biased'")
     needed = {"gamma": spec.affine, "running_mean": not spec.uses_batch_statistics,
               "running_var": not spec.uses_batch_statistics}
     for field_name in (f for f, need in needed.items() if need):
@@ -159,6 +167,10 @@ def validate_case(case: Any, spec: LayerSpec, name: str = "case") -> Case:
 def _real_array(name: str, value: Any, dtypes: tuple[str, ...] | None = None) -> np.ndarray:
     """``value`` if it is a NumPy array of finite real floats (of one of ``dtypes``)."""
     allowed = " or ".join(dtypes) if dtypes else "a real floating dtype"
+    if np.ma.is_masked(value):  # the reference would count the masked values, as NumPy does
+        raise OptionError(f"{name} is a masked array with masked values; give an array "
+                          "without a mask (fill or drop the masked values first), as the "
+                          "generated code asks")
     if not isinstance(value, np.ndarray):
         raise OptionError(f"{name} is a {type(value).__name__}, not a NumPy array; give an "
                           f"array of {allowed}")
@@ -173,7 +185,7 @@ def _g(v: Any) -> str:
     return f"{float(v):.6g}"
 
 
-def default_cases(spec: LayerSpec, dtype: str = "float64", seed: int = 0) -> tuple[Case, ...]:
+def default_cases(spec: LayerSpec, dtype: DTypeLike = "float64", seed: int = 0) -> tuple[Case, ...]:
     """The inputs symbn checks with: ordinary and hard, random upstream gradients, γ ≠ 1.
 
     Batch sizes 1 (training with biased variance only), 2, 8 and 256; an NCHW input with

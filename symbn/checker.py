@@ -45,6 +45,7 @@ from symbn.api import checked_derivation
 from symbn.cases import (
     DTYPES,
     Case,
+    DTypeLike,
     check_dtype,
     check_seed,
     default_cases,
@@ -57,7 +58,7 @@ from symbn.check_truth import SUBNORMAL_SPACINGS, TOLERANCE_RULE, Truth, case_tr
 from symbn.errors import OptionError
 from symbn.fd import check_dps
 from symbn.reference import Reference
-from symbn.spec import LayerSpec, checked_spec
+from symbn.spec import EpsPlacement, LayerSpec, Mode, Variance, checked_spec
 from symbn.targets import load_function
 from symbn.vacuity import degenerate_data_warnings, surviving_mutants
 
@@ -286,10 +287,10 @@ def _run_case(fn: Callable[..., Any], case: Case, spec: LayerSpec, dps: int,
 # -- the user-facing check --------------------------------------------------------------------
 
 def check_backward(fn: Callable[..., Any], layer: str = "batchnorm", *,
-                   eps_placement: str = "sqrt", variance: str = "biased", affine: bool = True,
-                   mode: str = "train", dtype: str = "float64",
+                   eps_placement: EpsPlacement = "sqrt", variance: Variance = "biased",
+                   affine: bool = True, mode: Mode = "train", dtype: DTypeLike = "float64",
                    cases: Iterable[Case] | None = None, seed: int = 0,
-                   dps: int = 30) -> CheckReport:
+                   dps: int = 30, spec: LayerSpec | None = None) -> CheckReport:
     """Check a backward function against symbn's proven gradient.
 
     Parameters
@@ -299,8 +300,12 @@ def check_backward(fn: Callable[..., Any], layer: str = "batchnorm", *,
         for eval mode and ``affine=False``).
     layer, eps_placement, variance, affine, mode
         The variant ``fn`` implements (as in :class:`symbn.LayerSpec`).
+    spec
+        The variant as a :class:`symbn.LayerSpec` instead (as :func:`check_case` takes it);
+        not with any of the five above.
     dtype
-        ``"float64"`` or ``"float32"``: the dtype of symbn's inputs (unused with ``cases``,
+        ``"float64"`` or ``"float32"`` (or NumPy's float32, float64): the dtype of symbn's
+        inputs (unused with ``cases``,
         whose x carries its dtype). The backward's outputs are real floats in the dtype of x or
         wider.
     cases
@@ -325,7 +330,7 @@ def check_backward(fn: Callable[..., Any], layer: str = "batchnorm", *,
         the tolerance used; ``print(report)`` shows the table.
 
     """
-    spec = LayerSpec(layer, eps_placement, variance, affine, mode)  # type: ignore[arg-type]
+    spec = _variant(spec, layer, eps_placement, variance, affine, mode)
     dtype, seed, dps = check_dtype(dtype), check_seed(seed), check_dps(dps)
     own = cases is None
     if isinstance(cases, Case) or not (own or isinstance(cases, Iterable)):
@@ -348,3 +353,20 @@ def check_backward(fn: Callable[..., Any], layer: str = "batchnorm", *,
                      for s in survivors]
     used = str(np.asarray(chosen[0].x).dtype)
     return CheckReport(spec, used, results, tuple(warnings), TOLERANCE_RULE)
+
+
+def _variant(spec: LayerSpec | None, *given: Any) -> LayerSpec:
+    """check_backward's variant: ``spec``, or the LayerSpec of the five options ``given``.
+
+    A LayerSpec given in the place of ``layer`` (``check_backward(fn, LayerSpec())``) was
+    refused as "layer=LayerSpec(...) is not allowed" (a review); it is told to use spec=.
+    """
+    if isinstance(given[0], LayerSpec):
+        raise OptionError(f"layer={given[0]!r} is not allowed; give a LayerSpec as "
+                          "spec=LayerSpec(...), or the layer's name, 'batchnorm'")
+    if spec is None:
+        return LayerSpec(*given)
+    if given != ("batchnorm", "sqrt", "biased", True, "train"):
+        raise OptionError("give the variant either as spec=LayerSpec(...) or as layer, "
+                          "eps_placement, variance, affine and mode, not both")
+    return checked_spec(spec)

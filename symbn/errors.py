@@ -12,6 +12,8 @@ import math
 import numbers
 from collections.abc import Iterable
 
+import numpy as np
+
 
 class SymbnError(Exception):
     """Base class of every error symbn raises on purpose."""
@@ -64,7 +66,9 @@ def check_positive(name: str, value: object, example: str = "") -> float:
     ...
     symbn.errors.OptionError: step=nan is not allowed; use a finite real number > 0
     """
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+    if isinstance(value, np.ndarray) and value.ndim == 0:  # a 0-d array, as NumPy gives
+        value = value[()]
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)
             or not 0 < float(value) < math.inf):
         raise OptionError.bad_value(name, value, "use a finite real number > 0" + example)
     return float(value)

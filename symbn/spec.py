@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from symbn.errors import OptionError, check_whole
 
 LAYERS: tuple[str, ...] = ("batchnorm",)
@@ -66,8 +68,10 @@ class LayerSpec:
             ("variance", self.variance, VARIANCES),
             ("mode", self.mode, MODES),
         ):
-            if value not in allowed:
+            if not isinstance(value, str) or value not in allowed:  # not np.array("sqrt")
                 raise OptionError.bad_value(name, value, allowed)
+        if isinstance(self.affine, np.bool_):  # NumPy's True is a bool too
+            object.__setattr__(self, "affine", bool(self.affine))
         if not isinstance(self.affine, bool):
             raise OptionError.bad_value("affine", self.affine, [True, False])
 

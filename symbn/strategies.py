@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from symbn.cases import DTYPES, Case, check_dtype, check_eps
+from symbn.cases import DTYPES, Case, DTypeLike, check_dtype, check_eps
 from symbn.errors import OptionError, check_whole
-from symbn.spec import LayerSpec, checked_spec
+from symbn.spec import EpsPlacement, LayerSpec, Mode, Variance, checked_spec
 
 __all__ = [
     "DY_KINDS",
@@ -105,7 +105,7 @@ def _seeds() -> st.SearchStrategy[int]:
     return st.integers(0, 2**32 - 1)
 
 
-def inputs(shape: tuple[int, ...], *, axis: int = -1, dtype: str = "float64",
+def inputs(shape: tuple[int, ...], *, axis: int = -1, dtype: DTypeLike = "float64",
            kind: str | None = None, eps: float = 1e-5,
            hard: bool = True) -> st.SearchStrategy[tuple[np.ndarray, str]]:
     """An input x of ``shape`` and a one-line description of how it was made.
@@ -166,7 +166,7 @@ def _inputs(draw: st.DrawFn, shape: tuple[int, ...], *, axis: int, dtype: str,
     return np.moveaxis(x, -1, axis).astype(dtype), f"x: {label} (seed {seed})"
 
 
-def gammas(channels: int, *, dtype: str = "float64", kind: str | None = None,
+def gammas(channels: int, *, dtype: DTypeLike = "float64", kind: str | None = None,
            hard: bool = True) -> st.SearchStrategy[tuple[np.ndarray, str]]:
     """γ with one value per channel, never 1: ordinary (|γ| in [0.5, 2]), tiny or large.
 
@@ -251,8 +251,9 @@ def _upstream_gradients(draw: st.DrawFn, x: np.ndarray, *, axis: int, kind: str 
     return dy.astype(x.dtype), f"dy: {kind} (seed {seed})"
 
 
-def cases(layer: str = "batchnorm", *, eps_placement: str = "sqrt", variance: str = "biased",
-          affine: bool = True, mode: str = "train", dtype: str = "float64", hard: bool = True,
+def cases(layer: str = "batchnorm", *, eps_placement: EpsPlacement = "sqrt",
+          variance: Variance = "biased", affine: bool = True, mode: Mode = "train",
+          dtype: DTypeLike = "float64", hard: bool = True,
           structured: bool = False, max_channels: int = 4, large: int = 256, nchw: bool = True,
           x_kind: str | None = None, dy_kind: str | None = None) -> st.SearchStrategy[Case]:
     """A complete input (:class:`symbn.cases.Case`) for a backward of the given variant.
@@ -264,7 +265,7 @@ def cases(layer: str = "batchnorm", *, eps_placement: str = "sqrt", variance: st
     largest batch size, elements per channel (NCHW inputs included). Bad options raise
     :class:`symbn.OptionError` here, not when examples are drawn.
     """
-    spec = LayerSpec(layer, eps_placement, variance, affine, mode)  # type: ignore[arg-type]
+    spec = LayerSpec(layer, eps_placement, variance, affine, mode)
     smallest = spec.smallest_batch
     dtype = check_dtype(dtype)
     _check_x_kind("x_kind", x_kind, dtype)
@@ -322,9 +323,9 @@ def _nchw_shape(draw: st.DrawFn, channels: int, smallest: int, large: int) -> tu
     return n, channels, h, w
 
 
-def hard_cases(layer: str = "batchnorm", *, eps_placement: str = "sqrt",
-               variance: str = "biased", affine: bool = True, mode: str = "train",
-               dtype: str = "float64", structured: bool = False, max_channels: int = 4,
+def hard_cases(layer: str = "batchnorm", *, eps_placement: EpsPlacement = "sqrt",
+               variance: Variance = "biased", affine: bool = True, mode: Mode = "train",
+               dtype: DTypeLike = "float64", structured: bool = False, max_channels: int = 4,
                large: int = 256, nchw: bool = True) -> st.SearchStrategy[Case]:
     """:func:`cases` restricted to the hard kinds of x (offset, constant, below ε, overflow)."""
     dtype = check_dtype(dtype)  # np.float32 never drew the overflow kind (a review)

@@ -790,3 +790,50 @@ def test_eval_mode_dx_is_judged_without_trainings_conditioning(dtype, offset, fa
     assert check_backward(right, mode="eval", cases=[case]).passed
     report = check_backward(scaled, mode="eval", cases=[case])
     assert not report.passed and "dx" in report.format()
+
+
+def test_user_cases_from_the_python_api_review() -> None:
+    """Found by a review of the Python API, each failing before: a Fraction ε crashed
+    explain() (format 'g'); an unbiased case of m = 1 was refused by the reference unnamed,
+    after earlier cases had run; a masked x was checked with its masked values; a 0-d array
+    ε (which the generated code takes) was refused; ``case in [case]`` raised (arrays
+    compared elementwise)."""
+    from fractions import Fraction
+
+    calls = []
+
+    def counting(dy, x, gamma, *, eps, axis):
+        calls.append(1)
+        return compact(dy, x, gamma, eps=float(eps), axis=axis, bug="sign")
+    rng = np.random.default_rng(3)
+    x, dy, gamma = rng.normal(size=(8, 2)), rng.normal(size=(8, 2)), np.array([1.5, -0.5])
+    failing = check_backward(counting, cases=[Case(x, dy, gamma, eps=Fraction(1, 100000))])
+    assert not failing.passed and "eps=1e-05" in failing.cases[0].explain()
+    assert "eps=1e-05" in str(failing)
+    calls.clear()
+    with pytest.raises(OptionError, match=r"cases\[1\]\.x\.shape=\(1, 2\) is not allowed; "
+                                          r"batchnorm, eps_placement=sqrt, variance=unbiased"):
+        check_backward(counting, variance="unbiased",
+                       cases=[Case(x, dy, gamma), Case(x[:1], dy[:1], gamma)])
+    assert calls == []  # refused before the backward ran
+    masked = np.ma.masked_array(x, mask=np.arange(16).reshape(8, 2) == 3)
+    with pytest.raises(OptionError, match=r"cases\[0\]\.x is a masked array with masked"):
+        check_backward(compact, cases=[Case(masked, dy, gamma)])
+    assert check_backward(compact, cases=[Case(x, dy, gamma, eps=np.array(1e-3))]).passed
+    case = Case(x, dy, gamma)
+    assert case in [case] and case != Case(x, dy, gamma) and len({case, case}) == 1
+
+
+def test_check_backward_takes_the_variant_as_a_spec() -> None:
+    """check_case takes spec=, check_backward did not, and check_backward(fn, LayerSpec())
+    said "layer=LayerSpec(...) is not allowed" (a review): spec= is taken, and the message
+    points at it."""
+    std = symbn.LayerSpec(eps_placement="std")
+    assert check_backward(_codegen().load(std).backward, spec=std).passed
+    assert not check_backward(compact, spec=std).passed
+    with pytest.raises(OptionError, match=r"give a LayerSpec as spec=LayerSpec"):
+        check_backward(compact, std)  # type: ignore[arg-type]
+    with pytest.raises(OptionError, match="either as spec=LayerSpec"):
+        check_backward(compact, spec=std, variance="unbiased")
+    with pytest.raises(OptionError, match="spec='std' is not allowed"):
+        check_backward(compact, spec="std")  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from symbn.errors import OptionError
@@ -43,3 +44,12 @@ def test_all_variants_are_distinct_and_complete() -> None:
     variants = all_variants()
     assert len(set(variants)) == 16
     assert variants[0] == LayerSpec()
+
+
+def test_a_numpy_string_or_bool_option_is_read_as_what_it_holds() -> None:
+    """np.array("sqrt") passed the membership test elementwise and made an unhashable spec,
+    and np.True_ was refused (a review): the first is refused, the second taken as True."""
+    with pytest.raises(OptionError, match="eps_placement=array"):
+        LayerSpec(eps_placement=np.array("sqrt"))  # type: ignore[arg-type]
+    spec = LayerSpec(affine=np.True_)  # type: ignore[arg-type]
+    assert spec.affine is True and hash(spec) == hash(LayerSpec())
