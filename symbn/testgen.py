@@ -21,9 +21,9 @@ import re
 from pathlib import Path
 
 from symbn import __version__
-from symbn.cases import DTYPES, default_cases, signature
-from symbn.errors import OptionError, printable
-from symbn.spec import LayerSpec
+from symbn.cases import DTypeLike, check_dtype, default_cases, signature
+from symbn.errors import OptionError, check_whole, printable
+from symbn.spec import LayerSpec, checked_spec
 
 __all__ = ["generate_tests", "signature"]
 
@@ -37,11 +37,11 @@ def _import_line(target: str, test_file: str | None) -> str:
     that the tests run from any folder; else relative to the folder pytest runs in.
     """
     if ":" not in target:
-        raise OptionError.bad_value("--target", target,
+        raise OptionError.bad_value("target", target,
                                     "write it as package.module:function or path/file.py:function")
     where, _, name = target.rpartition(":")
     if not name.isidentifier() or keyword.iskeyword(name):
-        raise OptionError.bad_value("--target", target, f"{name!r} is not a function name")
+        raise OptionError.bad_value("target", target, f"{name!r} is not a function name")
     if where.endswith(".py"):
         if test_file is None:
             return f"backward_under_test = load_function({target!r})"
@@ -52,11 +52,11 @@ def _import_line(target: str, test_file: str | None) -> str:
                 f"TARGET = HERE / {near.as_posix()!r}\n"
                 f'backward_under_test = load_function(f"{{TARGET}}:{name}")')
     if not _DOTTED.match(where):
-        raise OptionError.bad_value("--target", target, f"{where!r} is not a module name")
+        raise OptionError.bad_value("target", target, f"{where!r} is not a module name")
     return f"from {where} import {name} as backward_under_test"
 
 
-def generate_tests(spec: LayerSpec, target: str, *, dtype: str = "float64",
+def generate_tests(spec: LayerSpec, target: str, *, dtype: DTypeLike = "float64",
                    examples: int = 200, command: str | None = None,
                    test_file: str | None = None) -> str:
     """The source of a test file checking ``target`` (``module:function``) against symbn.
@@ -68,7 +68,8 @@ def generate_tests(spec: LayerSpec, target: str, *, dtype: str = "float64",
     target
         ``package.module:function`` (or ``path/to/file.py:function``).
     dtype
-        ``"float64"`` or ``"float32"``: the dtype of the generated inputs.
+        ``"float64"`` or ``"float32"`` (or NumPy's float32, float64): the dtype of the
+        generated inputs.
     examples
         Hypothesis examples per property test.
     command
@@ -78,10 +79,12 @@ def generate_tests(spec: LayerSpec, target: str, *, dtype: str = "float64",
         relative to it, not to the folder pytest runs in.
 
     """
-    if dtype not in DTYPES:
-        raise OptionError.bad_value("--dtype", dtype, DTYPES)
-    if examples < 1:
-        raise OptionError.bad_value("--examples", examples, "use at least 1 example")
+    spec = checked_spec(spec)  # the options by their Python names, as load_function names them
+    if not isinstance(target, str):
+        raise OptionError.bad_value("target", target, "give a string, such as "
+                                    "'mypkg.layers:bn_backward' or 'path/file.py:bn_backward'")
+    dtype = check_dtype(dtype)
+    examples = check_whole("examples", examples, 1)  # 2.5 and True were written out as given
     flags = _flags(spec)
     command = command or f"symbn testgen {spec.layer} --target {target}{flags} " \
                          f"--dtype {dtype} --examples {examples}" \

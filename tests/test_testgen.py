@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import symbn
@@ -70,8 +71,33 @@ def test_eval_and_no_affine_variants_change_the_signature() -> None:
 def test_bad_targets_are_refused() -> None:
     """A target without ':' or with a non-identifier is an OptionError naming it."""
     for bad in ("mypkg.layers", "mypkg.layers:not-a-name", "my pkg:fn"):
-        with pytest.raises(OptionError, match="--target"):
+        with pytest.raises(OptionError, match=r"^target="):
             generate_tests(symbn.LayerSpec(), bad)
+
+
+@pytest.mark.parametrize(("call", "text"), [
+    (lambda: generate_tests(None, "m:f"), "spec=None is not allowed"),  # type: ignore[arg-type]
+    (lambda: generate_tests(symbn.LayerSpec(), 3), "target=3 is not allowed"),  # type: ignore
+    (lambda: generate_tests(symbn.LayerSpec(), "m:f", examples="5"),  # type: ignore[arg-type]
+     "examples='5' is not allowed"),
+    (lambda: generate_tests(symbn.LayerSpec(), "m:f", examples=2.5),  # type: ignore[arg-type]
+     "examples=2.5 is not allowed"),
+    (lambda: generate_tests(symbn.LayerSpec(), "m:f", examples=True),
+     "examples=True is not allowed"),
+    (lambda: generate_tests(symbn.LayerSpec(), "m:f", dtype="float16"),
+     r"^dtype='float16' is not allowed"),
+])
+def test_bad_arguments_from_python_are_named(call, text: str) -> None:
+    """From Python, generate_tests named its options as the command line does (--dtype), gave
+    an AttributeError for spec=None and a TypeError for examples='5', and wrote
+    max_examples=2.5 or True into the file (a review)."""
+    with pytest.raises(OptionError, match=text):
+        call()
+
+
+def test_a_numpy_dtype_is_taken() -> None:
+    """dtype=np.float32 was refused, where check_backward takes it (a review)."""
+    assert 'DTYPE = "float32"' in generate_tests(symbn.LayerSpec(), "m:f", dtype=np.float32)
 
 
 def _run_generated(tmp_path: Path, function: str) -> subprocess.CompletedProcess[str]:
