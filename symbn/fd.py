@@ -38,9 +38,8 @@ from typing import Any
 import mpmath
 import numpy as np
 
-from symbn.cases import check_eps
 from symbn.errors import OptionError, check_positive, check_whole
-from symbn.reference import Reference, as_matrix
+from symbn.reference import Reference, as_matrix, exact_eps
 
 __all__ = [
     "MIN_DPS",
@@ -149,16 +148,6 @@ def central_difference(f: Callable[[mpmath.mpf], mpmath.mpf], *, step: Any,
 def _offset_digits(column: Sequence[mpmath.mpf], scale: mpmath.mpf) -> int:
     big = max(abs(v) for v in column)
     return 0 if big <= scale else int(mpmath.ceil(mpmath.log10(big / scale)))
-
-
-def exact_eps(eps: Any) -> Any:
-    """ε checked (a finite real number > 0), kept as given where it is an mpmath number.
-
-    float() cut ``mpf('1e-5')`` at 50 digits to 53 bits, so the differences were of another
-    loss than the reference's, which takes mpf(ε): 16 digits of agreement (a review).
-    """
-    value = check_eps(eps)
-    return eps if isinstance(eps, mpmath.mpf) else value
 
 
 def _scale(ref: Reference, st: Any) -> mpmath.mpf:
@@ -285,6 +274,9 @@ def agreement_digits(a: Any, b: Any, scale: Any = None) -> float:
     """
     aa = np.asarray(a, dtype=object).reshape(-1)
     bb = np.asarray(b, dtype=object).reshape(-1)
+    if aa.shape != bb.shape:  # zip's own ValueError said only that one was shorter
+        raise OptionError.bad_value("a.shape", np.shape(a), f"a and b hold as many values: "
+                                    f"b has shape {np.shape(b)}")
     err = max((abs(p - q) for p, q in zip(aa, bb, strict=True)), default=0)
     size = max((abs(q) for q in bb), default=0)
     if scale is not None:

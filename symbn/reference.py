@@ -26,11 +26,11 @@ import numpy as np
 import sympy as sp
 
 from symbn.api import Derivation, derive
-from symbn.errors import OptionError
+from symbn.errors import OptionError, check_positive
 from symbn.evaluate import evaluate
 from symbn.spec import LayerSpec
 
-__all__ = ["ChannelStats", "Reference", "as_matrix"]
+__all__ = ["ChannelStats", "Reference", "as_matrix", "exact_eps"]
 
 
 def as_matrix(data: Any, name: str = "x") -> list[list[mpmath.mpf]]:
@@ -44,7 +44,35 @@ def as_matrix(data: Any, name: str = "x") -> list[list[mpmath.mpf]]:
         raise OptionError.bad_value(f"{name}.shape", getattr(array, "shape", None),
                                     "expected (m, D) data with m >= 1 and D >= 1")
     with _exact():
-        return [[mpmath.mpf(v) for v in array[:, c]] for c in range(array.shape[1])]
+        return [_finite([mpmath.mpf(v) for v in array[:, c]], name)
+                for c in range(array.shape[1])]
+
+
+def exact_eps(eps: Any) -> Any:
+    """ε checked (a finite real number > 0), kept as given where it is an mpmath number.
+
+    float() cut ``mpf('1e-5')`` at 50 digits to 53 bits, so the differences were of another
+    loss than the reference's, which takes mpf(ε): 16 digits of agreement (a review). Not
+    checked, ε = -1 gave mpmath's "cannot create mpf from mpc" and ε = 0 numbers (a review).
+
+    >>> exact_eps(0.0)
+    Traceback (most recent call last):
+    ...
+    symbn.errors.OptionError: eps=0.0 is not allowed; use a finite real number > 0, such as 1e-5
+    """
+    value = check_positive("eps", eps, ", such as 1e-5")
+    return eps if isinstance(eps, mpmath.mpf) else value
+
+
+def _finite(values: list[mpmath.mpf], name: str) -> list[mpmath.mpf]:
+    """``values`` if every one is finite, else an :class:`OptionError` naming them.
+
+    A NaN gave libmpf's "cannot convert inf or nan to int" deep in the finite differences
+    (a review).
+    """
+    if not all(mpmath.isfinite(v) for v in values):
+        raise OptionError(f"{name} holds NaN or inf; the reference needs finite numbers")
+    return values
 
 
 def _exact() -> Any:
@@ -62,7 +90,7 @@ def _as_vector(data: Any, size: int, name: str) -> list[mpmath.mpf]:
         raise OptionError.bad_value(f"{name}.shape", array.shape,
                                     f"expected one value per channel: ({size},)")
     with _exact():
-        return [mpmath.mpf(v) for v in array]
+        return _finite([mpmath.mpf(v) for v in array], name)
 
 
 @dataclass(frozen=True)
@@ -149,7 +177,7 @@ class Reference:
         """The layer output y for ``(m, D)`` input x, as an object array of mpmath numbers."""
         cols = as_matrix(x)
         params = self._params(len(cols), gamma, beta, running_mean, running_var)
-        e = mpmath.mpf(eps)
+        e = mpmath.mpf(exact_eps(eps))
         out = np.empty((len(cols[0]), len(cols)), dtype=object)
         for c, col in enumerate(cols):
             st = self.stats(col, e, params["running_mean"][c], params["running_var"][c])
@@ -187,7 +215,7 @@ class Reference:
             raise OptionError.bad_value("dy.shape", np.shape(dy),
                                         f"dy must have the shape of x, {np.shape(x)}")
         params = self._params(len(cols), gamma, None, running_mean, running_var)
-        e = mpmath.mpf(eps)
+        e = mpmath.mpf(exact_eps(eps))
         d = self.derivation
         out = {w: (np.empty((len(cols[0]), len(cols)), dtype=object) if w == "x"
                    else np.empty(len(cols), dtype=object)) for w in d.wrt}

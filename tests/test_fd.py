@@ -346,3 +346,22 @@ def test_results_do_not_depend_on_mpmaths_global_precision(ref: Reference) -> No
         mpmath.mp.dps = saved
     assert all((before[w] == after[w]).all() for w in before)
     assert [p.fd for p in projections] == [p.fd for p in again]
+
+
+def test_bad_data_and_eps_are_named_not_mpmath_errors() -> None:
+    """Found by a review of the Python API: eps = -1 gave mpmath's "cannot create mpf from
+    mpc" and eps = 0 numbers; a NaN in x gave libmpf's "cannot convert inf or nan to int";
+    arrays of different lengths, zip's ValueError."""
+    ref = Reference(symbn.LayerSpec())
+    x, dy, gamma = [[1.0, 2.0], [3.0, 5.0]], [[0.5, 1.0], [-1.0, 2.0]], [1.5, 0.5]
+    for eps in (-1.0, 0.0, float("nan")):
+        with pytest.raises(OptionError, match=r"eps=.* is not allowed; use a finite real"):
+            ref.gradient(dy, x, gamma, eps=eps)
+        with pytest.raises(OptionError, match=r"eps=.* is not allowed"):
+            ref.forward(x, gamma, eps=eps)
+    with pytest.raises(OptionError, match="x holds NaN or inf"):
+        fd.full_gradient(ref, dy, [[1.0, float("nan")], [3.0, 5.0]], gamma, eps=1e-5, dps=20)
+    with pytest.raises(OptionError, match="gamma holds NaN or inf"):
+        ref.gradient(dy, x, [1.0, float("inf")], eps=1e-5)
+    with pytest.raises(OptionError, match=r"a\.shape=\(2,\) is not allowed; a and b hold as"):
+        fd.agreement_digits([1.0, 2.0], [1.0, 2.0, 3.0])
