@@ -17,6 +17,7 @@ import numpy as np
 
 from symbn.cases import Case
 from symbn.check_report import UNINFORMATIVE
+from symbn.precision import working_digits
 from symbn.reference import Reference
 
 __all__ = ["SAFETY", "SUBNORMAL_SPACINGS", "TOLERANCE_RULE", "Truth", "case_truth", "tolerance"]
@@ -68,7 +69,7 @@ def case_truth(ref: Reference, case: Case, dps: int) -> Truth:
     x2, g2 = case.columns(case.x), case.columns(case.dy)
     m, channels = x2.shape
     gamma = np.asarray(case.gamma, dtype=np.float64) if spec.affine else np.ones(channels)
-    with mpmath.workdps(dps):
+    with working_digits(dps):
         grads = ref.gradient(g2, x2, gamma if spec.affine else None, eps=float(case.eps),
                              running_mean=case.running_mean, running_var=case.running_var)
         e = mpmath.mpf(float(case.eps))

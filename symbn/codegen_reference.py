@@ -21,6 +21,7 @@ import mpmath
 import numpy as np
 
 from symbn.api import Derivation, derive
+from symbn.precision import working_digits
 from symbn.reference import Reference as MpReference
 from symbn.reference import as_matrix
 from symbn.spec import LayerSpec
@@ -61,7 +62,7 @@ def reference(spec: LayerSpec, dy: np.ndarray, x: np.ndarray, *params: np.ndarra
     xc = _channels(x, axis).astype(np.float64)
     gc = _channels(dy, axis).astype(np.float64)
     m, channels = xc.shape
-    with mpmath.workdps(dps):
+    with working_digits(dps):
         exact = truth.gradient(gc, xc, gamma if spec.affine else None, eps=eps,
                                running_mean=running[0], running_var=running[1])
         e = mpmath.mpf(eps)

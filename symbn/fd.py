@@ -39,6 +39,7 @@ import mpmath
 import numpy as np
 
 from symbn.errors import OptionError, check_positive, check_whole
+from symbn.precision import working_digits
 from symbn.reference import Reference, as_matrix, exact_eps
 
 __all__ = [
@@ -200,7 +201,7 @@ def full_gradient(ref: Reference, dy: Any, x: Any, gamma: Any = None, beta: Any 
                 out["x"][:, c] = value
             else:
                 out[w][c] = value[0]
-    with mpmath.workdps(dps):
+    with working_digits(dps):
         return {w: _round(a) for w, a in out.items()}
 
 
@@ -227,13 +228,13 @@ class _Channel:
 
     def partials(self, dps: int, levels: int, step: Any) -> dict[str, list[mpmath.mpf]]:
         """∂L/∂x_k for every k, and ∂L/∂γ, ∂L/∂β with affine."""
-        with mpmath.workdps(dps):  # the step too: whatever mpmath's global precision is
+        with working_digits(dps):  # the step too: whatever mpmath's global precision is
             st = self.ref.stats(self.col, mpmath.mpf(self.eps), self.running_mean,
                                 self.running_var)
             scale = _scale(self.ref, st)
             lv, wp, relative = difference_plan(dps, levels, _offset_digits(self.col, scale),
                                                self.ref._at_limit(st))
-        with mpmath.workdps(wp):
+        with working_digits(wp):
             h = (relative if step is None else mpmath.mpf(step)) * scale
             # β·Σ dy does not depend on x or γ, but its rounding does: β = 1e32 cost dx, dγ and
             # dβ 20 digits (a review). The differences are taken at β = 0: L is linear in β,

@@ -36,6 +36,7 @@ from symbn.fd import (
     difference_plan,
     exact_eps,
 )
+from symbn.precision import working_digits
 from symbn.reference import Reference, as_matrix
 
 __all__ = [
@@ -70,7 +71,7 @@ class _Problem:
         self.params = ref._params(len(self.cols), gamma, beta, running_mean, running_var)
         self.inputs = (dy, x, gamma, running_mean, running_var)
         self.eps, self.dps = eps, dps
-        with mpmath.workdps(dps):
+        with working_digits(dps):
             e = mpmath.mpf(eps)
             stats = [ref.stats(col, e, self.params["running_mean"][c],
                                self.params["running_var"][c]) for c, col in enumerate(self.cols)]
@@ -84,7 +85,7 @@ class _Problem:
     def reference_gradient(self) -> dict[str, np.ndarray]:
         """The proven gradient at this problem's point, at its precision."""
         dy, x, gamma, running_mean, running_var = self.inputs
-        with mpmath.workdps(self.dps):
+        with working_digits(self.dps):
             return self.ref.gradient(dy, x, gamma, eps=self.eps, running_mean=running_mean,
                                      running_var=running_var)
 
@@ -138,13 +139,13 @@ def directional(ref: Reference, dy: Any, x: Any, gamma: Any = None, beta: Any = 
     rng = np.random.default_rng(seed)
     results = []
     for _ in range(directions):
-        with mpmath.workdps(dps):  # the step too: whatever mpmath's global precision is
+        with working_digits(dps):  # the step too: whatever mpmath's global precision is
             v = problem.direction(rng)
             lv, wp, step = difference_plan(dps, levels, problem.offset, problem.at_limit)
-        with mpmath.workdps(wp):
+        with working_digits(wp):
             est = central_difference(partial(problem.loss, v=v), step=step, levels=lv)
             analytic = problem.dot(gradient, v)
-        with mpmath.workdps(dps):
+        with working_digits(dps):
             results.append(DirectionalResult(+est.value, +analytic, +est.error))
     return results
 
@@ -192,7 +193,7 @@ def taylor_test(ref: Reference, dy: Any, x: Any, gamma: Any = None, beta: Any = 
     problem = _Problem(ref, dy, x, gamma, beta, eps, running_mean, running_var, dps)
     gradient = gradient if gradient is not None else problem.reference_gradient()
     rng = np.random.default_rng(seed)
-    with mpmath.workdps(dps + problem.offset + 10):
+    with working_digits(dps + problem.offset + 10):
         v = problem.direction(rng)
         base = problem.loss(mpmath.mpf(0), v)
         slope = problem.dot(gradient, v)
@@ -216,5 +217,5 @@ def smallest_first_step(dps: int, halvings: int) -> mpmath.mpf:
     >>> mpmath.nstr(smallest_first_step(50, 5), 3)
     '3.2e-21'
     """
-    with mpmath.workdps(15):
+    with working_digits(15):
         return 2**halvings * mpmath.power(10, mpmath.mpf(6 - dps) / 2)

@@ -28,6 +28,7 @@ import sympy as sp
 from symbn.api import Derivation, derive
 from symbn.errors import OptionError, check_positive
 from symbn.evaluate import evaluate
+from symbn.precision import working_bits
 from symbn.spec import LayerSpec
 
 __all__ = ["ChannelStats", "Reference", "as_matrix", "exact_eps"]
@@ -81,7 +82,7 @@ def _exact() -> Any:
     At the global precision a float was rounded: under ``mp.dps = 5`` symbn.fd's results moved
     by 1e-6 (a review). Higher precisions are kept, for mpf data of more digits.
     """
-    return mpmath.workprec(max(mpmath.mp.prec, 64))
+    return working_bits(max(mpmath.mp.prec, 64))
 
 
 def _as_vector(data: Any, size: int, name: str) -> list[mpmath.mpf]:

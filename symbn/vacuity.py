@@ -24,6 +24,7 @@ from symbn.cases import Case
 from symbn.check_report import UNINFORMATIVE
 from symbn.check_truth import Truth, case_truth, tolerance
 from symbn.evaluate import evaluate
+from symbn.precision import working_digits
 from symbn.reference import Reference
 from symbn.spec import LayerSpec
 
@@ -110,7 +111,7 @@ def _distinguishes(ref: Reference, truth: Truth, expr: sp.Expr, tol: np.ndarray,
                    dps: int) -> bool:
     cols = truth.columns
     x2, g2 = cols["x"], cols["g"]
-    with mpmath.workdps(dps):
+    with working_digits(dps):
         for c in range(x2.shape[1]):
             st = cols["stats"][c]
             if ref._at_limit(st):

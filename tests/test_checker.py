@@ -837,3 +837,25 @@ def test_check_backward_takes_the_variant_as_a_spec() -> None:
         check_backward(compact, spec=std, variance="unbiased")
     with pytest.raises(OptionError, match="spec='std' is not allowed"):
         check_backward(compact, spec="std")  # type: ignore[arg-type]
+
+
+def test_checks_in_threads_leave_mpmath_as_they_found_it() -> None:
+    """mpmath's precision is one for the process: four checks at once, each putting back
+    what it found (another's precision), left mp.dps at 30 or 60 after all had finished,
+    started at 15 (a review). symbn's precision blocks take one lock."""
+    import threading
+
+    import mpmath
+
+    mpmath.mp.dps = 15
+    verdicts: list[bool] = []
+
+    def run(dps: int) -> None:
+        verdicts.append(check_backward(compact, dps=dps).passed)
+    threads = [threading.Thread(target=run, args=(dps,)) for dps in (20, 60, 100, 30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert verdicts == [True] * 4
+    assert mpmath.mp.dps == 15
