@@ -55,8 +55,11 @@ def _array(name, a):
 
     np.asarray drops the mask, and the masked values would count in the statistics. An array
     of the other byte order (``>f4`` here) is copied to this one's (``float32``). A nested
-    list NumPy cannot make an array of (rows of different lengths) is a ValueError naming it.
+    list NumPy cannot make an array of (rows of different lengths) is a ValueError naming it,
+    and so is None (gamma=None read as "gamma has shape ()").
     """
+    if a is None:
+        raise ValueError(f"{name} is None; expected an array")
     if np.ma.is_masked(a):
         raise ValueError(f"{name} is a masked array with masked values; expected an array "
                          "without a mask (fill or drop the masked values first)")

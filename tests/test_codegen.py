@@ -582,6 +582,8 @@ def test_bad_arguments_raise_value_errors_naming_shapes(generated):
         ((dy, np.ma.masked_less(x, 2), gamma), {}, "x is a masked array with masked values"),
         ((np.ma.masked_less(dy, 2), x, gamma), {}, "dy is a masked array with masked values"),
         ((dy, x, np.ma.masked_less(gamma, 2)), {}, "gamma is a masked array with masked"),
+        ((dy, x, None), {}, "gamma is None; expected an array"),  # "has shape ()" (a review)
+        ((None, x, gamma), {}, "dy is None; expected an array"),
         ((dy, 1e160 * np.arange(12.0).reshape(4, 3), gamma), {},
          "channel 0 spreads too far from its mean for float64: expected .* below about 1.0e"),
         ((dy, 1e110 * np.arange(12.0).reshape(4, 3), gamma), {},  # b ~ 1e-220·dy
