@@ -859,3 +859,17 @@ def test_checks_in_threads_leave_mpmath_as_they_found_it() -> None:
         t.join()
     assert verdicts == [True] * 4
     assert mpmath.mp.dps == 15
+
+
+def test_the_eps_placement_warning_says_what_input_tells_them_apart() -> None:
+    """float32 data of unit spread with ε = 1e-5 cannot tell where ε goes (the two dx differ
+    by about ε/σ², within float32's tolerance): every such user input is warned, so the
+    warning says what to add, and adding it (ε = 0.5) silences it."""
+    rng = np.random.default_rng(0)
+    x, dy = (rng.normal(size=(64, 4)).astype(np.float32) for _ in range(2))
+    gamma = np.array([1.5, -0.7, 2.0, 0.9], np.float32)
+    weak = check_backward(compact, cases=[Case(x, dy, gamma)])
+    assert weak.passed and len(weak.warnings) == 1
+    assert "eps outside the root" in weak.warnings[0] and "eps = 0.5" in weak.warnings[0]
+    both = check_backward(compact, cases=[Case(x, dy, gamma), Case(x, dy, gamma, eps=0.5)])
+    assert both.passed and both.warnings == ()
