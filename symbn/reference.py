@@ -17,6 +17,7 @@ sets it with ``mpmath.workdps``; nothing here changes mpmath's precision).
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,11 +51,17 @@ def as_matrix(data: Any, name: str = "x") -> list[list[mpmath.mpf]]:
 
 
 def exact_eps(eps: Any) -> Any:
-    """ε checked (a finite real number > 0), kept as given where it is an mpmath number.
+    """ε checked (a finite real number > 0), kept exact where it is more than a float.
 
+    An mpmath or SymPy number is kept as given, a Fraction becomes a SymPy Rational (which
+    mpmath, unlike a Fraction, converts): mpmath.mpf then takes each at the working precision.
     float() cut ``mpf('1e-5')`` at 50 digits to 53 bits, so the differences were of another
     loss than the reference's, which takes mpf(ε): 16 digits of agreement (a review). Not
     checked, ε = -1 gave mpmath's "cannot create mpf from mpc" and ε = 0 numbers (a review).
+
+    >>> from fractions import Fraction
+    >>> exact_eps(Fraction(1, 3)), exact_eps(1e-5)
+    (1/3, 1e-05)
 
     >>> exact_eps(0.0)
     Traceback (most recent call last):
@@ -62,7 +69,11 @@ def exact_eps(eps: Any) -> Any:
     symbn.errors.OptionError: eps=0.0 is not allowed; use a finite real number > 0, such as 1e-5
     """
     value = check_positive("eps", eps, ", such as 1e-5")
-    return eps if isinstance(eps, mpmath.mpf) else value
+    if isinstance(eps, (mpmath.mpf, sp.Basic)):
+        return eps
+    if isinstance(eps, numbers.Rational) and not isinstance(eps, numbers.Integral):
+        return sp.Rational(eps.numerator, eps.denominator)
+    return value
 
 
 def _finite(values: list[mpmath.mpf], name: str) -> list[mpmath.mpf]:
@@ -209,7 +220,7 @@ class Reference:
 
         Evaluates the symbolic-m closed forms per channel; where the closed form for ∂L/∂x
         reads 0/0 (ε outside the root, training mode, a constant channel: σ = 0) it uses the
-        limit the derivation states in ``limits["x"]``.
+        limit the derivation states in ``limits_symbolic["x"]``.
         """
         cols, gcols = as_matrix(x), as_matrix(dy, "dy")
         if len(gcols) != len(cols) or len(gcols[0]) != len(cols[0]):

@@ -108,7 +108,9 @@ def surviving_mutants(ref: Reference, cases: Sequence[Case], dps: int) -> list[s
         for name, spec in list(variants.items()):
             if truth.m < spec.smallest_batch:
                 continue
-            other = others.setdefault(name, Reference(spec))
+            if name not in others:  # one Reference per variant (setdefault built one per case)
+                others[name] = Reference(spec)
+            other = others[name]
             if _apart(truth, case_truth(other, case, dps).columns["dx"], tol):
                 del variants[name]
     return sorted([*alive, *variants])

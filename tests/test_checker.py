@@ -285,10 +285,11 @@ def test_gamma_one_hides_the_dy_bug_and_is_flagged() -> None:
 ])
 def test_inputs_that_hide_eps_placement_or_the_variance_are_flagged(
         bug: str, scale: float, m: int, survivor: str) -> None:
-    """At a spread of 30, ε outside the root moves dx by about 1e-7 of its scale, and at
-    m = 4096 the unbiased variance by 1e-4: float32 tolerances pass both. Such user inputs
-    passed those wrong backwards with no warning (a review); the wrong variant's dx is now a
-    mutant, and its surviving says the inputs are too weak."""
+    """ε outside the root moves dx by about ε/σ² of its scale (at a spread of 30, 1e-8; at
+    unit spread, 5e-6, as in most float32 data), and at m = 4096 the unbiased variance by
+    1e-4: float32 tolerances pass both. Such user inputs passed those wrong backwards with no
+    warning (a review); the wrong variant's dx is now a mutant, and its surviving says the
+    inputs are too weak."""
     rng = np.random.default_rng(7)
     x = (rng.normal(size=(m, 4)) * scale).astype(np.float32)
     case = Case(x, rng.normal(size=x.shape).astype(np.float32),

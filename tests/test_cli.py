@@ -339,8 +339,8 @@ def test_an_empty_output_name_is_refused(tmp_path: Path, capsys: pytest.CaptureF
     (["-o", "bn.md"], "without --markdown, symbn writes LaTeX; add --markdown"),
     (["--markdown", "-o", "bn.tex"], "ending in .md, such as bn.md: --markdown writes Markdown; "
                                      "leave it out"),
-    (["--markdown", "-o", "notes.html"], "ending in .md, such as bn.md: --markdown writes"),
-    (["-o", "bn"], "ending in .tex"),
+    (["--markdown", "-o", "notes.html"], "ending in .md, such as bn.md: --markdown writes "
+                                         "Markdown, not HTML"),
 ])
 def test_latex_refuses_an_output_named_for_another_format(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
@@ -358,12 +358,18 @@ def test_latex_refuses_an_output_named_for_another_format(
 
 def test_latex_accepts_the_other_latex_and_markdown_suffixes(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """.ltx, .latex and upper case are LaTeX names; .markdown a Markdown one."""
+    """.ltx, .latex and upper case are LaTeX names, .markdown a Markdown one, and a name of no
+    known format is written as given (a review: bn, bn.txt and /dev/stdout were refused);
+    '-' is standard output."""
     for argv in (["-o", str(tmp_path / "a.LTX")], ["-o", str(tmp_path / "b.latex")],
-                 ["--markdown", "-o", str(tmp_path / "c.markdown")]):
+                 ["--markdown", "-o", str(tmp_path / "c.markdown")],
+                 ["-o", str(tmp_path / "bn")], ["-o", str(tmp_path / "bn.txt")]):
         code, _, err = run(capsys, "latex", "batchnorm", "--mode", "eval", *argv)
         assert code == 0, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.LTX", "b.latex", "c.markdown"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.LTX", "b.latex", "bn", "bn.txt",
+                                                          "c.markdown"]
+    code, out, _ = run(capsys, "latex", "batchnorm", "--mode", "eval", "-o", "-")
+    assert code == 0 and out.startswith("\\documentclass")
 
 
 def test_check_keeps_the_functions_prints_out_of_the_report(

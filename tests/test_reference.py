@@ -5,6 +5,7 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 import pytest
+import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -171,3 +172,22 @@ def test_upstream_gradient_xhat_gives_the_eps_identity(
             bound = max(abs(g * s.r), mpmath.mpf(1)) * mpmath.mpf(2) ** -50 * len(gcol)
             for k, v in enumerate(grads["x"][:, c]):
                 assert abs(v - expected[k]) <= bound * (1 + max(abs(h) for h in s.xhat))
+
+
+def test_an_exact_eps_keeps_its_digits() -> None:
+    """A SymPy Float of 40 digits, a SymPy Rational or a Fraction ε is taken exactly at the
+    working precision, as an mpmath one is; a float ε is its 53 bits. Checking ε cut the first
+    ones to a float (the 30-digit result moved at digit 17) and refused mpmath's Fraction-less
+    conversion (a review)."""
+    from fractions import Fraction
+
+    ref = Reference(symbn.LayerSpec())
+    x, dy, gamma = [[1.0, 2.0], [3.0, 5.0], [4.0, -1.0]], [[0.5, 1.0], [-1.0, 2.0], [2.0, 0.0]], \
+        [1.5, 0.5]
+    with mpmath.workdps(40):
+        exact = ref.gradient(dy, x, gamma, eps=mpmath.mpf("1e-5"))["x"]
+        for eps in (sp.Float("1e-5", 40), sp.Rational(1, 100000), Fraction(1, 100000)):
+            assert (ref.gradient(dy, x, gamma, eps=eps)["x"] == exact).all(), eps
+        rounded = ref.gradient(dy, x, gamma, eps=1e-5)["x"]
+        assert not (rounded == exact).all()
+        assert max(abs(a - b) for a, b in zip(rounded.flat, exact.flat, strict=True)) < 1e-15

@@ -24,23 +24,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         epilog="Examples: symbn latex batchnorm -o bn.tex && latexmk -pdf bn.tex; "
                "symbn latex batchnorm --eps-placement std --markdown -o bn.md")
     add_layer_arguments(p)
-    p.add_argument("-o", "--output", default=None, metavar="FILE",
-                   help="write to FILE, a name ending in .tex (.md with --markdown), instead "
-                        "of standard output")
+    p.add_argument("-o", "--output", default="-", metavar="FILE",
+                   help="write to FILE, such as bn.tex (bn.md with --markdown), instead of "
+                        "standard output ('-', the default); a name made for another format, "
+                        "such as bn.pdf, is refused")
     p.add_argument("--markdown", action="store_true",
                    help="write Markdown with $$ math that GitHub renders instead of LaTeX")
 
 
 SUFFIXES = {False: (".tex", ".ltx", ".latex"), True: (".md", ".markdown")}
+OTHER_FORMATS = (".pdf", ".dvi", ".ps", ".eps", ".html", ".htm", ".docx", ".odt", ".rtf",
+                 ".png", ".svg", ".jpg", ".jpeg")
 
 
 def check_output_name(name: str, markdown: bool) -> None:
     """Refuse an output name whose suffix says another format than the one written.
 
     ``-o bn.pdf`` wrote LaTeX source into a file named as a PDF, and ``-o bn.md`` without
-    ``--markdown`` wrote LaTeX into a Markdown name, both without a word.
+    ``--markdown`` wrote LaTeX into a Markdown name, both without a word. Any other name
+    (``bn``, ``bn.txt``, ``/dev/stdout``) is written as given.
 
     >>> check_output_name("bn.tex", markdown=False)
+    >>> check_output_name("notes.txt", markdown=False)
     >>> check_output_name("bn.pdf", markdown=False)
     Traceback (most recent call last):
     ...
@@ -48,13 +53,13 @@ def check_output_name(name: str, markdown: bool) -> None:
 .tex, such as bn.tex: symbn writes LaTeX source, which pdflatex or latexmk -pdf turns into a PDF
     """
     suffix = PurePath(name).suffix.lower()
-    if not name.strip() or suffix in SUFFIXES[markdown]:
-        return  # an empty name gets write_output's own message
     if suffix in SUFFIXES[not markdown]:
         why = ("without --markdown, symbn writes LaTeX; add --markdown to write Markdown"
                if not markdown else "--markdown writes Markdown; leave it out to write LaTeX")
+    elif suffix not in OTHER_FORMATS:
+        return
     elif markdown:
-        why = "--markdown writes Markdown"
+        why = f"--markdown writes Markdown, not {suffix[1:].upper()}"
     else:
         why = "symbn writes LaTeX source, which pdflatex or latexmk -pdf turns into a PDF"
     wanted = SUFFIXES[markdown][0]
@@ -64,6 +69,8 @@ def check_output_name(name: str, markdown: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit status (1 if a proof in the document failed)."""
+    if args.output == "-":  # standard output, as for codegen
+        args.output = None
     if args.output is not None:
         check_output_name(args.output, args.markdown)
     derivation = derive(spec_from_args(args))

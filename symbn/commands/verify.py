@@ -11,7 +11,6 @@ import importlib
 import math
 from dataclasses import dataclass
 
-import mpmath
 import numpy as np
 
 from symbn import fd, fd_projections
@@ -22,6 +21,7 @@ from symbn.commands.options import (
     spec_from_args,
     whole_number,
 )
+from symbn.precision import working_digits
 from symbn.reference import Reference
 from symbn.spec import LayerSpec
 
@@ -103,7 +103,7 @@ def finite_difference_rows(spec: LayerSpec, dps: int = 50, *, directional_m: int
     for name, data in _fd_inputs(spec):
         args, kw = _args(ref, data)
         numeric = fd.full_gradient(ref, *args, dps=dps, **kw)  # type: ignore[arg-type]
-        with mpmath.workdps(dps):
+        with working_digits(dps):
             exact = ref.gradient(args[0], args[1], args[2], **kw)  # type: ignore[arg-type]
         digits = {w: fd.agreement_digits(exact[w], numeric[w]) for w in exact}
         worst = min(digits.values())
