@@ -15,8 +15,8 @@ import numpy as np
 from symbn.errors import OptionError, check_positive, check_whole
 from symbn.spec import LayerSpec
 
-__all__ = ["DTYPES", "Case", "DTypeLike", "check_dtype", "check_eps", "check_seed", "default_cases",
-           "parameter_names", "signature", "validate_case"]
+__all__ = ["DTYPES", "Case", "DTypeLike", "check_axis", "check_dtype", "check_eps", "check_seed",
+           "default_cases", "parameter_names", "signature", "validate_case"]
 
 DTYPES: tuple[str, ...] = ("float64", "float32")
 DTypeLike = str | type[np.generic] | np.dtype[Any]  # "float32", np.float32, np.dtype("float32")
@@ -39,6 +39,24 @@ def check_dtype(dtype: Any, name: str = "dtype") -> str:
     if not isinstance(dtype, (str, np.dtype)) or dtype not in DTYPES:
         raise OptionError.bad_value(name, dtype, DTYPES)
     return str(dtype)
+
+
+def check_axis(axis: Any, shape: tuple[int, ...], name: str = "axis") -> int:
+    """``axis`` as an ``int`` if it is an axis of an array of ``shape``, else an OptionError.
+
+    >>> check_axis(-1, (8, 3))
+    -1
+    >>> check_axis(True, (8, 3))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    symbn.errors.OptionError: axis=True is not allowed; x has shape (8, 3): use an integer -2 ...
+    """
+    ndim = len(shape)
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) \
+            or not -ndim <= axis < ndim:
+        raise OptionError.bad_value(name, axis, f"x has shape {tuple(shape)}: use an integer "
+                                    f"{-ndim} <= axis < {ndim}")
+    return int(axis)
 
 
 def check_seed(seed: Any, name: str = "seed") -> int:
@@ -133,10 +151,7 @@ def validate_case(case: Any, spec: LayerSpec, name: str = "case") -> Case:
     x = _real_array(f"{name}.x", case.x, DTYPES)
     if x.size == 0:
         raise OptionError.bad_value(f"{name}.x.shape", x.shape, "give at least one element")
-    if isinstance(case.axis, bool) or not isinstance(case.axis, (int, np.integer)) \
-            or not -x.ndim <= case.axis < x.ndim:
-        raise OptionError.bad_value(f"{name}.axis", case.axis,
-                                    f"x has shape {x.shape}: use {-x.ndim} <= axis < {x.ndim}")
+    check_axis(case.axis, x.shape, f"{name}.axis")
     dy = _real_array(f"{name}.dy", case.dy, (str(x.dtype),))
     if dy.shape != x.shape:
         raise OptionError.bad_value(f"{name}.dy.shape", dy.shape, f"use x's shape {x.shape}")

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from symbn.cases import DTYPES, Case, DTypeLike, check_dtype, check_eps
+from symbn.cases import DTYPES, Case, DTypeLike, check_axis, check_dtype, check_eps
 from symbn.errors import OptionError, check_whole
 from symbn.spec import EpsPlacement, LayerSpec, Mode, Variance, checked_spec
 
@@ -126,7 +126,7 @@ def inputs(shape: tuple[int, ...], *, axis: int = -1, dtype: DTypeLike = "float6
     """
     dtype = check_dtype(dtype)
     _check_x_kind("kind", kind, dtype)
-    return _inputs(_checked_shape(shape), axis=_checked_axis(axis, len(shape)), dtype=dtype,
+    return _inputs(_checked_shape(shape), axis=check_axis(axis, tuple(shape)), dtype=dtype,
                    kind=kind, eps=check_eps(eps), hard=hard)
 
 
@@ -136,17 +136,6 @@ def _checked_shape(shape: Any) -> tuple[int, ...]:
         raise OptionError.bad_value("shape", shape, "give a tuple of whole numbers >= 1, such "
                                     "as (8, 4)")
     return tuple(check_whole(f"shape[{k}]", n, 1) for k, n in enumerate(shape))
-
-
-def _checked_axis(axis: Any, ndim: int) -> int:
-    """``axis`` if it is an axis of an array of ``ndim`` axes.
-
-    NumPy's AxisError came when examples were drawn.
-    """
-    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) \
-            or not -ndim <= axis < ndim:
-        raise OptionError.bad_value("axis", axis, f"use an integer {-ndim} <= axis < {ndim}")
-    return int(axis)
 
 
 @st.composite
@@ -227,7 +216,7 @@ def upstream_gradients(x: np.ndarray, *, axis: int = -1, kind: str | None = None
     if not isinstance(x, np.ndarray) or str(x.dtype) not in DTYPES or x.ndim == 0:
         raise OptionError(f"x is {_what(x)}; give a NumPy array of float64 or float32 with "
                           "at least one axis, as inputs() draws")
-    axis = _checked_axis(axis, x.ndim)
+    axis = check_axis(axis, x.shape)
     if kind in (None, "xhat") and not spec.uses_batch_statistics:
         for name, value in (("running_mean", running_mean), ("running_var", running_var)):
             if value is None:  # dy = x̂ was NaN throughout without them

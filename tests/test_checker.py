@@ -699,8 +699,9 @@ BAD_CASES = {
     "eps nan": (_replace(_GOOD, eps=float("nan")), None, "eps=nan is not allowed"),
     "eps inf": (_replace(_GOOD, eps=float("inf")), None, "eps=inf is not allowed"),
     "eps a string": (_replace(_GOOD, eps="1e-5"), None, "eps='1e-5' is not allowed"),
-    "axis out of range": (_replace(_GOOD, axis=5), None, "axis=5 is not allowed; x has shape "
-                                                         r"\(8, 3\): use -2 <= axis < 2"),
+    "axis out of range": (_replace(_GOOD, axis=5), None,
+                          r"axis=5 is not allowed; x has shape \(8, 3\): use an integer -2 <= "
+                          "axis < 2"),
     "axis a float": (_replace(_GOOD, axis=1.0), None, "axis=1.0 is not allowed"),
     "complex x": (_replace(_GOOD, x=_GOOD.x + 1j), None, "x.dtype='complex128' is not allowed; "
                                                          "use float64 or float32"),
