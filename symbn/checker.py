@@ -305,9 +305,8 @@ def check_backward(fn: Callable[..., Any], layer: str = "batchnorm", *,
         not with any of the five above.
     dtype
         ``"float64"`` or ``"float32"`` (or NumPy's float32, float64): the dtype of symbn's
-        inputs (unused with ``cases``,
-        whose x carries its dtype). The backward's outputs are real floats in the dtype of x or
-        wider.
+        inputs (unused with ``cases``, whose x carries its dtype). The backward's outputs are
+        real floats in the dtype of x or wider.
     cases
         Inputs to use instead of symbn's own (:func:`default_cases`), each a :class:`Case`
         that passes :func:`symbn.cases.validate_case`; degenerate ones are warned about, and

@@ -69,15 +69,14 @@ def check_output_name(name: str, markdown: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit status (1 if a proof in the document failed)."""
-    if args.output == "-":  # standard output, as for codegen
-        args.output = None
-    if args.output is not None:
-        check_output_name(args.output, args.markdown)
+    output = None if args.output in (None, "-") else args.output  # '-': standard output
+    if output is not None:
+        check_output_name(output, args.markdown)
     derivation = derive(spec_from_args(args))
     report = prove(derivation)
     text = (to_markdown if args.markdown else to_tex)(derivation, report)
-    if args.output is None:
+    if output is None:
         sys.stdout.write(text)
     else:
-        write_output("--output", args.output, text)
+        write_output("--output", output, text)
     return 0 if report.holds else 1
