@@ -567,6 +567,10 @@ def test_bad_arguments_raise_value_errors_naming_shapes(generated):
         ((dy, x, np.ones(4)), {}, r"gamma has shape \(4,\); expected \(3,\)"),
         ((dy.astype(np.float32), x, gamma), {}, "dy has dtype float32"),
         ((dy, x, gamma), {"eps": 0.0}, "eps=0.0"),
+        # a negative, infinite or NaN eps (an audit: loosening the check passed every test)
+        ((dy, x, gamma), {"eps": -1e-5}, "eps=-1e-05; expected a finite real number > 0"),
+        ((dy, x, gamma), {"eps": -np.inf}, "eps=-inf; expected a finite real number > 0"),
+        ((dy, x, gamma), {"eps": np.nan}, "eps=nan; expected a finite real number > 0"),
         ((dy, x, gamma), {"eps": None}, "eps=None; expected a finite real number > 0"),
         ((dy, x, gamma), {"eps": "1e-5"}, "eps='1e-5'; expected a finite real number"),
         ((dy, x, gamma), {"eps": True}, "eps=True; expected a finite real number"),
@@ -594,6 +598,9 @@ def test_bad_arguments_raise_value_errors_naming_shapes(generated):
     for args, kwargs, message in cases:
         with pytest.raises(ValueError, match=message):
             ns["backward"](*args, **kwargs)
+    for eps in (-1e-5, -np.inf, np.nan, 0.0):  # forward checks eps as backward does
+        with pytest.raises(ValueError, match="expected a finite real number > 0"):
+            ns["forward"](x, gamma, np.zeros(3), eps=eps)
     evaluation = compiled(generated(symbn.LayerSpec(mode="eval")))
     with pytest.raises(ValueError, match=r"running_var\[1\] = -1e-12 is negative; expected"):
         evaluation["backward"](dy, x, gamma, np.zeros(3), np.array([1.0, -1e-12, 1.0]))

@@ -209,6 +209,52 @@ def test_verify_checks_the_generated_code() -> None:
     assert rows[0].passed
 
 
+def test_verify_fails_a_closed_form_finite_differences_disagree_with(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A closed form whose dx is off by 1e-9 of itself (9 digits, where 12 are required at
+    dps = 20) fails verify's finite-difference rows, and the command exits 1 (an audit:
+    verify's rows passing whatever the digits passed every test)."""
+    from symbn.cli import main
+    from symbn.commands import verify
+
+    real = Reference.gradient
+
+    def off(self: Reference, *args: object, **kwargs: object) -> dict[str, np.ndarray]:
+        grads = real(self, *args, **kwargs)  # type: ignore[arg-type]
+        return grads | {"x": grads["x"] * (1 + mpmath.mpf("1e-9"))}
+
+    monkeypatch.setattr(Reference, "gradient", off)
+    rows = verify.finite_difference_rows(symbn.LayerSpec(), 20, directional_m=8)
+    verdicts = {r.check: r.passed for r in rows}
+    assert verdicts["closed form vs FD, full gradient"] is False
+    assert verdicts["closed form vs FD, uᵀJv (3 directions)"] is False
+    monkeypatch.setattr(verify, "generated_code_rows", lambda *a: [])
+    assert main(["verify", "batchnorm", "--dps", "20"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_verify_fails_a_wrong_generated_backward(monkeypatch: pytest.MonkeyPatch) -> None:
+    """verify's generated-code rows fail where the generated backward is wrong, in both dtypes
+    (an audit: rows passing whatever the checker said passed every test)."""
+    import types
+
+    import symbn.codegen
+    from symbn.commands import verify
+
+    right = symbn.codegen.load(symbn.LayerSpec()).backward
+
+    def wrong(dy: np.ndarray, x: np.ndarray, gamma: np.ndarray, *, eps: float,
+              axis: int) -> tuple[np.ndarray, ...]:
+        dx, dgamma, dbeta = right(dy, x, gamma, eps=eps, axis=axis)
+        return dx * x.dtype.type(1.01), dgamma, dbeta
+
+    monkeypatch.setattr(symbn.codegen, "load",
+                        lambda spec, backend="numpy": types.SimpleNamespace(backward=wrong))
+    rows = verify.generated_code_rows(symbn.LayerSpec())
+    assert [r.passed for r in rows] == [False, False]
+    assert all("failed on" in r.result for r in rows)
+
+
 def test_verify_checks_the_numexpr_backend_when_asked() -> None:
     """`--backend numexpr` runs the numexpr module through the checker, both dtypes passing."""
     pytest.importorskip("numexpr")
