@@ -875,3 +875,66 @@ def test_the_eps_placement_warning_says_what_input_tells_them_apart() -> None:
     assert "eps outside the root" in weak.warnings[0] and "eps = 0.5" in weak.warnings[0]
     both = check_backward(compact, cases=[Case(x, dy, gamma), Case(x, dy, gamma, eps=0.5)])
     assert both.passed and both.warnings == ()
+
+
+# -- the tolerance's edges (an audit: loosening any of these passed every test) ----------------
+
+def _shifted_backward(ref: Reference, case: Case, fraction: float,
+                      channel: int | None = None) -> Callable[..., object]:
+    """The reference's gradient, dx moved by ``fraction`` of each channel's tolerance on the
+    measure the checker uses (|a − ref| / (|ref| + scale)); float64 results, which a float32
+    case takes at float32's tolerance, so that no rounding moves the edge."""
+    from symbn.check_truth import case_truth, tolerance
+
+    truth = case_truth(ref, case, 30)
+    tol = tolerance(case.x.dtype, truth.m, truth.kappas["x"])
+    dx = truth.grads["x"]
+    step = fraction * tol * (np.abs(dx) + truth.scales["x"])
+    if channel is not None:
+        step[..., [c for c in range(dx.shape[-1]) if c != channel]] = 0.0
+    moved = dx + step
+
+    def backward(dy, x, gamma, *, eps, axis):
+        return moved, truth.grads["gamma"], truth.grads["beta"]
+    return backward
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_tolerance_is_the_edge_of_the_verdict(reference: Reference, dtype: type) -> None:
+    """A dx half a tolerance off passes; twice a tolerance off fails (a tolerance 10 times
+    looser passed every test)."""
+    rng = np.random.default_rng(11)
+    case = Case(rng.normal(size=(32, 3)).astype(dtype), rng.normal(size=(32, 3)).astype(dtype),
+                np.array([1.5, -0.7, 2.0], dtype))
+    assert check_case(_shifted_backward(reference, case, 0.5), case).passed
+    failed = check_case(_shifted_backward(reference, case, 2.0), case)
+    assert not failed.passed and failed.outputs[0].error / failed.outputs[0].tolerance > 1.5
+
+
+def test_each_channel_is_judged_on_its_own_scale(reference: Reference) -> None:
+    """A dx wrong by 1e-6 of its scale in the channel of γ = 1e-8 alone fails: judged against
+    the other channel's scale (1e8 times larger) it passed (an audit's mutation)."""
+    rng = np.random.default_rng(12)
+    case = Case(rng.normal(size=(32, 2)), rng.normal(size=(32, 2)), np.array([1e-8, 1.0]))
+    assert check_case(_shifted_backward(reference, case, 0.5), case).passed
+    from symbn.check_truth import case_truth
+    truth = case_truth(reference, case, 30)
+    dx = truth.grads["x"].copy()
+    dx[:, 0] *= 1 + 1e-6
+    result = check_case(lambda dy, x, gamma, *, eps, axis: (dx, truth.grads["gamma"],
+                                                             truth.grads["beta"]), case)
+    assert not result.passed and result.outputs[0].index[-1] == 0
+
+
+def test_float32_at_an_offset_of_1e3_is_still_judged() -> None:
+    """float32 at a mean offset of 1e3 has a dx tolerance near 0.04, below the 0.05 where the
+    checker stops judging: a backward missing the x̂·Σ(dy·x̂) term fails there, judged (with
+    the line at 0.005 it passed, uninformative; an audit)."""
+    rng = np.random.default_rng(13)
+    x = (1e3 + rng.normal(size=(64, 3))).astype(np.float32)
+    case = Case(x, rng.normal(size=x.shape).astype(np.float32),
+                np.array([1.5, -0.7, 2.0], np.float32))
+    result = check_case(WRONG["xhat*sum(dy*xhat) term missing"], case)
+    dx = result.outputs[0]
+    assert not result.passed and result.informative and dx.informative
+    assert 0.005 < dx.tolerance < 0.05

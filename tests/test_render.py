@@ -67,10 +67,13 @@ def test_render_writes_then_check_passes_and_names_stale_missing_extra(
     (target / "batchnorm-std-biased-affine-train.tex").write_text("old", encoding="utf-8")
     (target / "batchnorm-sqrt-biased-affine-eval.md").unlink()
     (target / "notes.txt").write_text("x", encoding="utf-8")
+    module = target / "batchnorm_std_unbiased_noaffine_eval.py"  # generated code too (an audit)
+    module.write_text(module.read_text(encoding="utf-8") + "# edited\n", encoding="utf-8")
     capsys.readouterr()
     assert render.run(_args(["--check", "--dir", str(target)])) == 1
     err = capsys.readouterr().err
     assert "stale: " in err and "batchnorm-std-biased-affine-train.tex" in err
+    assert "batchnorm_std_unbiased_noaffine_eval.py" in err
     assert "missing: " in err and "batchnorm-sqrt-biased-affine-eval.md" in err
     assert "extra: " not in err and "notes.txt" not in err
     assert render.run(_args(["--dir", str(target)])) == 0

@@ -226,3 +226,18 @@ def test_eval_float32_never_draws_x_near_overflow() -> None:
         cases(mode="eval", dtype="float32", x_kind="near float32 overflow")
     assert "near float32 overflow" in find(hard_cases(dtype="float32"),
                                            lambda c: "near float32 overflow" in c.name).name
+
+
+def test_the_draws_cover_what_the_docs_promise() -> None:
+    """γ of either sign, mean offsets up to 1e7, and (without ``structured``) random dy only:
+    drawing γ > 0 only, offsets of 1e3 only, or structured dy unasked passed every test (an
+    audit's mutations)."""
+    assert (find(gammas(3), lambda g: bool((g[0] < 0).any()))[0] < 0).any()
+    big = find(inputs((8, 2), kind="offset"), lambda d: abs(float(d[0].mean())) > 1e6)
+    assert abs(float(big[0].mean())) > 1e6
+    for kind in ("constant", "xhat"):
+        with pytest.raises(NoSuchExample):
+            find(cases(), lambda c, kind=kind: f"dy: {kind}" in c.name,
+                 settings=settings(max_examples=200))
+        assert f"dy: {kind}" in find(cases(structured=True),
+                                     lambda c, kind=kind: f"dy: {kind}" in c.name).name
