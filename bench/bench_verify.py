@@ -6,7 +6,9 @@ Prints:
    input), and the time taken;
 2. the full-gradient check of an (m, D) = (64, 8) input and the directional (uᵀJv) check of an
    (m, D) = (4096, 2) input: time and digits (target: each under 5 s);
-3. the checker (`symbn.check_backward`) on a right backward: time per call, float64/float32.
+3. the checker (`symbn.check_backward`) on a right backward: time per call, float64/float32,
+   on symbn's own inputs and on ten inputs of the user's, (64, 4) each, which also run the
+   vacuity mutants.
 
 Run: python bench/bench_verify.py
 """
@@ -104,6 +106,18 @@ def checker_table() -> None:
         report = check_backward(compact, dtype=dtype)
         print(f"{dtype:<10}{len(report.cases):>8}{time.perf_counter() - t:>8.2f}"
               f"{report.passed!s:>8}")
+    print("\n   the same on ten inputs of the user's, (64, 4) each (vacuity mutants included)")
+    print(f"{'dtype':<10}{'inputs':>8}{'time s':>8}{'passed':>8}{'warnings':>10}")
+    rng = np.random.default_rng(0)
+    for dtype in ("float64", "float32"):
+        mine = [symbn.checker.Case(rng.normal(size=(64, 4)).astype(dtype),
+                                   rng.normal(size=(64, 4)).astype(dtype),
+                                   np.array([1.5, -0.7, 2.0, 0.9], dtype), name=f"mine {k}")
+                for k in range(10)]
+        t = time.perf_counter()
+        report = check_backward(compact, cases=mine)
+        print(f"{dtype:<10}{len(report.cases):>8}{time.perf_counter() - t:>8.2f}"
+              f"{report.passed!s:>8}{len(report.warnings):>10}")
 
 
 if __name__ == "__main__":
