@@ -34,6 +34,10 @@ ROUTES = [
     ((6, 3, 7, 9), 1, "C"),  # Q > 1, halves of P
     ((40, 6), -1, "F"),  # Fortran order: (1, C, N), one row of P, halves of the channels
     ((5, 6, 4, 3), 1, "channels-last"),  # (N·H·W, C, 1): Q = 1, short rows: folded
+    # found by a mutation audit, none of these sizes was checked for accuracy:
+    ((2, 3, 4100), 1, "C"),  # Q > PIECE: a row of Q summed in pieces
+    ((40, 2, 10, 20), 1, "C"),  # Q = 200: P > PIECE // Q rows, sums flushed between chunks
+    ((2100, 3), -1, "C"),  # Q = 1, more than PIECE / 4 rows (folded) in one kernel call
 ]
 
 
