@@ -471,3 +471,21 @@ def test_a_far_guess_in_a_wide_channel_moves_to_the_mean(source):
         y = ns["forward"](x, gamma, beta)
         assert np.isfinite(y).all()
         assert np.linalg.norm(y - truth) <= 1e-6 * np.linalg.norm(truth)
+
+
+@pytest.mark.parametrize(("shape", "axis"), [((4, 1), -1), ((4, 1, 2, 2), 1)], ids=str)
+@pytest.mark.parametrize("split", [1, 1 << 40], ids=["halves", "whole"])
+def test_a_spread_near_float32s_limit_is_refused_on_every_route(source, shape, axis, split):
+    """float32 x of ±3.3e38 in one channel, the outlier in the last row of P: its spread is
+    beyond float32, and forward and backward refuse it on the quick and the group routes.
+    With the quick function's check of Σ xs², or the last row of _beyond's sweep, dropped
+    (an audit's mutations), forward gave inf, silently."""
+    ns = compiled(source)
+    ns["SPLIT"] = split
+    x = np.full(shape, -3.3e38, np.float32)
+    x[-1] = 3.3e38
+    gamma, beta = np.full(shape[axis], 1e30, np.float32), np.zeros(shape[axis], np.float32)
+    with pytest.raises(ValueError, match="spreads too far"):
+        ns["forward"](x, gamma, beta, axis=axis)
+    with pytest.raises(ValueError, match="spreads too far"):
+        ns["backward"](np.ones_like(x), x, gamma, axis=axis)
